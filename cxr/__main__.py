@@ -1,0 +1,7 @@
+"""Entry point of ``python -m cxr``."""
+
+import sys
+
+from cxr.cli import main
+
+sys.exit(main())

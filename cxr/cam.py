@@ -1,0 +1,79 @@
+"""Grad-CAM for every label from one forward pass, and pytorch-grad-cam's other methods.
+
+For CXRNet, Grad-CAM on the transition layer has a closed form. With A the transition map (C, h, w),
+logit_k = sum_c W[k, c] * LSE(A_c) + b_k, and the spatial gradient of LSE summing to
+``m_c / (m_c + eps)`` per channel (see :meth:`cxr.model.LSEPool.pool_with_gradient_mass`), Grad-CAM's
+channel weights are ``W[k, c] * m_c / (m_c + eps) / (h * w)``. So all K maps are
+``relu(einsum(weights, A))`` — no backward pass, no hooks, one forward for every label.
+``tests/test_cam.py`` checks this against ``pytorch_grad_cam.GradCAM`` on real radiographs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytorch_grad_cam
+import torch
+import torch.nn.functional as F
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+from cxr.model import CXRNet
+from cxr.preprocess import Letterbox
+
+# The library's methods, by the names researchers know them; all use the transition layer.
+LIBRARY_CAM_METHODS: dict[str, type[pytorch_grad_cam.base_cam.BaseCAM]] = {
+    "gradcam": pytorch_grad_cam.GradCAM,
+    "hirescam": pytorch_grad_cam.HiResCAM,
+    "gradcam++": pytorch_grad_cam.GradCAMPlusPlus,
+    "xgradcam": pytorch_grad_cam.XGradCAM,
+    "layercam": pytorch_grad_cam.LayerCAM,
+    "eigencam": pytorch_grad_cam.EigenCAM,
+    "scorecam": pytorch_grad_cam.ScoreCAM,
+    "ablationcam": pytorch_grad_cam.AblationCAM,
+}
+
+
+def logits_and_grad_cams(model: CXRNet, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One forward pass -> ((N, K) logits, (N, K, h, w) raw Grad-CAM maps of every label).
+
+    The maps equal pytorch-grad-cam's unnormalised Grad-CAM on ``model.transition``; they are
+    computed in float32 even under autocast.
+    """
+    features = model.forward_features(x).float()
+    pooled, mass = model.pool.pool_with_gradient_mass(features)
+    logits = F.linear(pooled, model.fc.weight.float(), model.fc.bias.float())
+    h, w = features.shape[-2:]
+    channel_weights = model.fc.weight.float()[None] * mass[:, None, :] / (h * w)  # (N, K, C)
+    maps = torch.relu(torch.einsum("nkc,nchw->nkhw", channel_weights, features))
+    return logits, maps
+
+
+def normalize_maps(maps: torch.Tensor) -> torch.Tensor:
+    """Scale each (h, w) map to [0, 1] as pytorch-grad-cam does: ``(m - min) / (max + 1e-7)``.
+
+    This min-max scaling makes a weak finding's map look as hot as a strong one's, which is why
+    every rendering of a map also states the label's probability.
+    """
+    flat = maps.flatten(-2)
+    shifted = flat - flat.min(dim=-1, keepdim=True).values
+    return (shifted / (shifted.max(dim=-1, keepdim=True).values + 1e-7)).view_as(maps)
+
+
+def upsample_map(cam: np.ndarray, box: Letterbox) -> np.ndarray:
+    """Bilinearly upsample a (h, w) map of the network's square input to the original (H, W) image."""
+    tensor = torch.from_numpy(np.ascontiguousarray(cam, dtype=np.float32))[None, None]
+    square = F.interpolate(tensor, size=(box.side, box.side), mode="bilinear", align_corners=False)[0, 0]
+    return np.ascontiguousarray(box.crop(square.numpy()))
+
+
+def library_cams(model: CXRNet, x: torch.Tensor, label_indices: list[int], method: str = "gradcam") -> np.ndarray:
+    """Maps of ``method`` from pytorch-grad-cam for one input (1, 3, S, S): (len(label_indices), S, S) in [0, 1].
+
+    Slower than :func:`logits_and_grad_cams` (a backward pass per label, or many forwards for
+    score/ablation CAM), but every method of the library is available on the same layer.
+    """
+    try:
+        cam_class = LIBRARY_CAM_METHODS[method]
+    except KeyError:
+        raise ValueError(f"Unknown CAM method {method!r}; choose from {', '.join(LIBRARY_CAM_METHODS)}.") from None
+    with cam_class(model=model, target_layers=[model.transition]) as cam:
+        return np.stack([cam(input_tensor=x, targets=[ClassifierOutputTarget(i)])[0] for i in label_indices])

@@ -1,0 +1,149 @@
+"""``python -m cxr``: predict on files, inspect weights, make development weights."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from cxr.config import ModelConfig
+from cxr.io import InvalidImageError, load_image
+from cxr.labels import LABEL_SETS
+from cxr.model import CXRNet
+from cxr.predictor import PRECISIONS, Prediction, Predictor
+from cxr.weights import WeightsError, load_config, resolve_weights, save_model
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the process exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except WeightsError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m cxr", description=__doc__)
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    predict = commands.add_parser(
+        "predict",
+        help="probabilities (one JSON object per image) and Grad-CAM overlays",
+        description="Print one JSON object per image; bad files are reported on stderr and skipped.",
+    )
+    predict.add_argument("images", nargs="+", metavar="IMAGE", help="PNG, JPEG or DICOM files")
+    _add_weights_arguments(predict)
+    predict.add_argument("--cam-dir", type=Path, help="write Grad-CAM overlay PNGs into this folder")
+    predict.add_argument(
+        "--cam-labels",
+        default="positive",
+        help="which overlays to write: 'positive' (default; the top label if none is), 'all', or comma-separated labels",
+    )
+    predict.add_argument("--opacity", type=float, default=0.5, help="heatmap opacity in [0, 1] (default 0.5)")
+    predict.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
+    predict.add_argument("--precision", choices=PRECISIONS, default="fp32", help="fp32 (default) or bf16 autocast")
+    predict.add_argument("--channels-last", action="store_true", help="channels-last memory layout")
+    predict.set_defaults(run=_predict)
+
+    info = commands.add_parser("info", help="print a weights folder's config.json (labels, thresholds, provenance)")
+    _add_weights_arguments(info)
+    info.set_defaults(run=_info)
+
+    dev = commands.add_parser(
+        "make-untrained-weights",
+        help="write a randomly initialised weights folder, marked untrained (development and tests only)",
+    )
+    dev.add_argument("folder", type=Path)
+    dev.add_argument("--trunk", default="resnet50", help="timm trunk (default resnet50)")
+    dev.add_argument("--image-size", type=int, default=512)
+    dev.add_argument("--labels", choices=sorted(LABEL_SETS), default="chestxray14")
+    dev.add_argument("--seed", type=int, default=0)
+    dev.set_defaults(run=_make_untrained)
+    return parser
+
+
+def _add_weights_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--weights", required=True, help="weights folder, or Hugging Face Hub repo id ORG/NAME")
+    parser.add_argument("--revision", help="Hub commit hash or tag to pin (Hub repos only)")
+
+
+def _predict(args: argparse.Namespace) -> int:
+    predictor = Predictor.from_pretrained(
+        args.weights, args.revision, precision=args.precision, channels_last=args.channels_last
+    )
+    wanted = _cam_label_choice(args.cam_labels, predictor.labels)
+    if args.cam_dir:
+        args.cam_dir.mkdir(parents=True, exist_ok=True)
+    failures = 0
+    used_stems: set[str] = set()
+    for start in range(0, len(args.images), args.batch_size):
+        names, images = [], []
+        for name in args.images[start : start + args.batch_size]:
+            try:
+                images.append(load_image(name))
+                names.append(name)
+            except InvalidImageError as err:
+                failures += 1
+                print(f"{name}: {err}", file=sys.stderr)
+        for name, prediction in zip(names, predictor.predict_batch(images), strict=True):
+            print(json.dumps({"image": name, **prediction.to_dict()}), flush=True)
+            if args.cam_dir:
+                stem = _unique_stem(Path(name).stem, used_stems)
+                for label in wanted(prediction):
+                    overlay = prediction.overlay(label, opacity=args.opacity)
+                    Image.fromarray(overlay).save(args.cam_dir / f"{stem}_{label}.png")
+    return 1 if failures else 0
+
+
+def _cam_label_choice(spec: str, labels: tuple[str, ...]):
+    """Turn ``--cam-labels`` into a function from a prediction to the labels to render."""
+    if spec == "all":
+        return lambda prediction: list(labels)
+    if spec == "positive":
+
+        def positive_or_top(prediction: Prediction) -> list[str]:
+            return prediction.positive or [labels[int(prediction.probabilities.argmax())]]
+
+        return positive_or_top
+    chosen = [label.strip() for label in spec.split(",") if label.strip()]
+    unknown = [label for label in chosen if label not in labels]
+    if unknown:
+        raise SystemExit(f"error: unknown label(s) {', '.join(unknown)}; the model has {', '.join(labels)}")
+    return lambda prediction: chosen
+
+
+def _unique_stem(stem: str, used: set[str]) -> str:
+    candidate, n = stem, 1
+    while candidate in used:
+        n += 1
+        candidate = f"{stem}-{n}"
+    used.add(candidate)
+    return candidate
+
+
+def _info(args: argparse.Namespace) -> int:
+    folder = resolve_weights(args.weights, args.revision)
+    print(json.dumps(load_config(folder).to_dict(), indent=2))
+    return 0
+
+
+def _make_untrained(args: argparse.Namespace) -> int:
+    torch.manual_seed(args.seed)
+    config = ModelConfig(
+        labels=LABEL_SETS[args.labels],
+        trunk=args.trunk,
+        image_size=args.image_size,
+        trained=False,
+        metadata={"description": "Randomly initialised, untrained weights for development and tests only."},
+    )
+    folder = save_model(CXRNet(config), args.folder)
+    print(f"wrote untrained weights to {folder}")
+    return 0

@@ -1,0 +1,250 @@
+"""Decode chest X-rays from files, bytes, PIL images or arrays into one float32 grayscale form.
+
+Every decoder ends in a 2-D float32 array in [0, 1] where larger means brighter (bone white, air
+black). Anything that cannot become such an image raises :class:`InvalidImageError` with a sentence
+meant for the person who uploaded it. DICOM files are read with only the pixel-module elements
+parsed, so patient identifiers are never decoded, returned, logged or put into a message.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import zlib
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import pydicom
+from PIL import Image, ImageOps, UnidentifiedImageError
+from pydicom.errors import InvalidDicomError
+from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+MAX_FILE_BYTES = 64 * 2**20  # far above any plain radiograph; bounds memory per request
+MAX_PIXELS = 50_000_000  # about 7000 x 7000; the largest detector plates are ~17 megapixels
+MIN_SIDE = 32  # smaller than this cannot be a radiograph; refuse rather than upsample noise
+# Decoders Pillow may use: raster formats only (no EPS/PostScript, which would run Ghostscript).
+PIL_FORMATS = ("PNG", "JPEG", "TIFF", "BMP", "WEBP", "GIF")
+DICOM_SUFFIXES = (".dcm", ".dicom")
+# The only DICOM elements parsed: what pixel decoding and display transforms need.
+DICOM_PIXEL_TAGS = [
+    "SamplesPerPixel", "PhotometricInterpretation", "PlanarConfiguration", "NumberOfFrames",
+    "Rows", "Columns", "BitsAllocated", "BitsStored", "HighBit", "PixelRepresentation",
+    "RescaleIntercept", "RescaleSlope", "RescaleType", "ModalityLUTSequence",
+    "WindowCenter", "WindowWidth", "VOILUTFunction", "VOILUTSequence",
+    "ExtendedOffsetTable", "ExtendedOffsetTableLengths",
+    "FloatPixelData", "DoubleFloatPixelData", "PixelData",
+]  # fmt: skip
+
+ImageSource = str | os.PathLike | bytes | bytearray | memoryview | BinaryIO | Image.Image | np.ndarray
+
+# Exceptions the third-party decoders raise on malformed data (Pillow and pydicom document no
+# single type); each is turned into InvalidImageError at the boundary of this module.
+_DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error, zlib.error, IndexError, KeyError,
+                  TypeError, AttributeError, NotImplementedError, RuntimeError, OverflowError, MemoryError)  # fmt: skip
+
+
+class InvalidImageError(ValueError):
+    """The input is not a usable chest X-ray image; ``str(err)`` is a sentence for the user."""
+
+
+def load_image(source: ImageSource, name: str | None = None) -> np.ndarray:
+    """Decode a chest X-ray into a float32 (H, W) array in [0, 1].
+
+    Args:
+        source: a path, raw bytes, a binary file object, a PIL image or a numpy array (H, W) or
+            (H, W, C). Files may be PNG or JPEG (8/16-bit, gray, RGB(A), palette, CMYK, EXIF-rotated),
+            TIFF, BMP, WebP, single-frame GIF, or DICOM (any transfer syntax pydicom can decode).
+        name: the original file name when ``source`` is bytes or a stream; its ``.dcm`` suffix
+            marks DICOM files that lack the standard preamble.
+
+    Raises:
+        InvalidImageError: for anything that is not a single 2-D image of sensible size.
+    """
+    if isinstance(source, np.ndarray):
+        return _checked(_array_to_unit(source))
+    if isinstance(source, Image.Image):
+        return _checked(_pil_to_unit(source))
+    if isinstance(source, (str, os.PathLike)):
+        name = name or os.fspath(source)
+        data = _read_path(Path(source))
+    elif isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+    elif hasattr(source, "read"):
+        data = source.read(MAX_FILE_BYTES + 1)
+    else:
+        raise InvalidImageError(f"Cannot read an image from a {type(source).__name__}.")
+    return _checked(decode_bytes(data, name))
+
+
+def decode_bytes(data: bytes, name: str | None = None) -> np.ndarray:
+    """Decode an encoded file's bytes (see :func:`load_image`)."""
+    if not data:
+        raise InvalidImageError("The file is empty.")
+    if len(data) > MAX_FILE_BYTES:
+        raise InvalidImageError(f"The file is larger than {MAX_FILE_BYTES // 2**20} MB.")
+    has_preamble = data[128:132] == b"DICM"
+    if has_preamble or (name or "").lower().endswith(DICOM_SUFFIXES):
+        return _decode_dicom(data, force=not has_preamble)
+    return _decode_pil(data)
+
+
+def _read_path(path: Path) -> bytes:
+    try:
+        if not path.is_file():
+            raise InvalidImageError("No such image file." if not path.exists() else "That is a folder, not an image.")
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise InvalidImageError(f"The file is larger than {MAX_FILE_BYTES // 2**20} MB.")
+        return path.read_bytes()
+    except OSError as err:
+        raise InvalidImageError(f"The file could not be read ({err.strerror or type(err).__name__}).") from None
+
+
+def _check_dimensions(width: int, height: int) -> None:
+    if width * height > MAX_PIXELS:
+        raise InvalidImageError(
+            f"The image is {width} x {height} pixels, more than the {MAX_PIXELS // 1_000_000} megapixels accepted."
+        )
+    if min(width, height) < MIN_SIDE:
+        raise InvalidImageError(
+            f"The image is only {width} x {height} pixels; a chest X-ray needs at least {MIN_SIDE} on each side."
+        )
+
+
+def _checked(image: np.ndarray) -> np.ndarray:
+    _check_dimensions(image.shape[1], image.shape[0])
+    return np.ascontiguousarray(image, dtype=np.float32)
+
+
+# --- PNG, JPEG and other raster formats (Pillow) ---------------------------------------------
+
+
+def _decode_pil(data: bytes) -> np.ndarray:
+    try:
+        with Image.open(io.BytesIO(data), formats=PIL_FORMATS) as img:
+            _check_dimensions(*img.size)  # header only: refuse decompression bombs before decoding
+            if getattr(img, "n_frames", 1) > 1:
+                raise InvalidImageError(
+                    "The file holds several frames (an animation or multi-page file); upload one still image."
+                )
+            return _pil_to_unit(ImageOps.exif_transpose(img))
+    except UnidentifiedImageError:
+        raise InvalidImageError(
+            "The file is not a recognised image: upload a PNG, JPEG or DICOM (.dcm) chest X-ray."
+        ) from None
+    except Image.DecompressionBombError:
+        raise InvalidImageError(f"The image has more than {MAX_PIXELS // 1_000_000} megapixels.") from None
+    except _DECODE_ERRORS as err:
+        message = f"The image file is damaged or truncated and cannot be decoded ({_short(err)})."
+        raise InvalidImageError(message) from None
+
+
+def _pil_to_unit(img: Image.Image) -> np.ndarray:
+    if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        return _array_to_unit(np.asarray(img))
+    has_alpha = img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (img.mode == "P" and "transparency" in img.info)
+    if has_alpha:
+        # Transparent areas become black, the colour of air on a radiograph.
+        rgba = img.convert("RGBA")
+        img = Image.alpha_composite(Image.new("RGBA", rgba.size, (0, 0, 0, 255)), rgba)
+    return np.asarray(img.convert("L"), dtype=np.float32) / 255.0
+
+
+def _array_to_unit(arr: np.ndarray) -> np.ndarray:
+    """Scale an integer or float array, gray or colour, to float32 [0, 1]."""
+    arr = np.asarray(arr)
+    if arr.ndim == 3 and arr.shape[2] in (1, 3, 4):
+        arr = arr[..., 0] if arr.shape[2] == 1 else _luma(arr[..., :3])
+    if arr.ndim != 2:
+        raise InvalidImageError(f"Expected a 2-D grayscale or colour image, got an array of shape {arr.shape}.")
+    if arr.dtype == np.bool_:
+        return arr.astype(np.float32)
+    if arr.dtype == np.uint8:
+        return arr.astype(np.float32) / 255.0
+    if np.issubdtype(arr.dtype, np.integer) and arr.size and arr.min() >= 0:
+        # 16-bit files often hold 10-14 significant bits; scale by the bit depth the data uses,
+        # so a 12-bit image spans [0, 1] like a full-range one.
+        bits = max(8, int(arr.max()).bit_length())
+        return (arr.astype(np.float64) / (2**bits - 1)).astype(np.float32)
+    if not np.issubdtype(arr.dtype, np.number):
+        raise InvalidImageError(f"Cannot use pixel values of type {arr.dtype}.")
+    return _min_max(arr)
+
+
+def _luma(rgb: np.ndarray) -> np.ndarray:
+    """ITU-R BT.601 luma, the weights Pillow's ``convert('L')`` uses."""
+    return rgb.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+
+
+def _min_max(arr: np.ndarray) -> np.ndarray:
+    arr = arr.astype(np.float64)
+    finite = np.isfinite(arr)
+    if not finite.any():
+        raise InvalidImageError("The image holds no finite pixel values.")
+    low, high = arr[finite].min(), arr[finite].max()
+    if low >= 0.0 and high <= 1.0 and arr.dtype.kind == "f" and finite.all():
+        return arr.astype(np.float32)
+    scaled = (np.where(finite, arr, low) - low) / (high - low) if high > low else np.zeros_like(arr)
+    return scaled.astype(np.float32)
+
+
+def _short(err: BaseException) -> str:
+    text = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return text[:120]
+
+
+# --- DICOM (pydicom) ------------------------------------------------------------------------
+
+
+def _decode_dicom(data: bytes, force: bool) -> np.ndarray:
+    # Messages below never include element values, and `from None` keeps pydicom's own messages
+    # (which may quote values) out of tracebacks and logs.
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data), force=force, specific_tags=DICOM_PIXEL_TAGS)
+    except (InvalidDicomError, *_DECODE_ERRORS):
+        raise InvalidImageError("The DICOM file is damaged or not a DICOM file and cannot be read.") from None
+    try:
+        return _dicom_pixels(ds)
+    except InvalidImageError:
+        raise
+    except _DECODE_ERRORS:
+        raise InvalidImageError(_undecodable_message(ds)) from None
+
+
+def _dicom_pixels(ds: pydicom.Dataset) -> np.ndarray:
+    if not any(tag in ds for tag in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
+        raise InvalidImageError("The DICOM file holds no image (it has no pixel data).")
+    if "Rows" not in ds or "Columns" not in ds:
+        raise InvalidImageError("The DICOM file does not say how large its image is (Rows/Columns missing).")
+    frames = int(ds.get("NumberOfFrames") or 1)
+    if frames > 1:
+        raise InvalidImageError(f"The DICOM file holds {frames} frames; upload a single chest X-ray image.")
+    _check_dimensions(int(ds.Columns), int(ds.Rows))
+    samples = int(ds.get("SamplesPerPixel") or 1)
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
+    pixels = ds.pixel_array
+    if pixels.ndim != (2 if samples == 1 else 3):
+        raise InvalidImageError(f"The DICOM image is not a single 2-D image (array shape {pixels.shape}).")
+    if samples != 1:
+        return _array_to_unit(pixels)  # colour: pydicom already converted YBR to RGB
+    values = apply_modality_lut(pixels, ds)
+    has_voi = "VOILUTSequence" in ds or ("WindowCenter" in ds and "WindowWidth" in ds)
+    if has_voi:
+        values = apply_voi_lut(values, ds)
+    plain_unsigned = not has_voi and values is pixels and not int(ds.get("PixelRepresentation", 0))
+    if plain_unsigned:
+        bits = int(ds.get("BitsStored") or ds.get("BitsAllocated") or 8)
+        image = (pixels.astype(np.float64) / (2**bits - 1)).clip(0, 1).astype(np.float32)
+    else:
+        image = _min_max(np.asarray(values))
+    if photometric == "MONOCHROME1":  # MONOCHROME1: low values are white; flip to the usual look
+        image = 1.0 - image
+    return image
+
+
+def _undecodable_message(ds: pydicom.Dataset) -> str:
+    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    known = syntax is not None and syntax.is_transfer_syntax
+    what = f"its transfer syntax ({syntax.name})" if known else "its encoding"
+    return f"The DICOM image cannot be decoded here: {what} is not supported or the pixel data is damaged."

@@ -1,0 +1,106 @@
+"""CXRNet: the ChestX-ray8 network (Wang et al., CVPR 2017) on a timm trunk.
+
+trunk (timm, no pooling/classifier) -> 1x1 "transition" conv -> log-sum-exp pooling -> linear.
+The split into ``forward_features`` / ``forward_head`` follows timm: features are the transition
+map (the Grad-CAM layer), the head is pooling plus classifier.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import timm
+import torch
+from torch import nn
+
+from cxr.config import ConfigError, ModelConfig
+
+
+class LSEPool(nn.Module):
+    """Log-sum-exp pooling over space, max-subtracted so exp() never overflows.
+
+    ``pool(x) = x* + log(eps + mean(exp(r * (x - x*)))) / r`` per channel, with x* the channel max.
+    r -> 0 approaches average pooling, r -> inf max pooling (timm's ``LsePlus2d`` with ``eps=0``).
+    """
+
+    def __init__(self, r: float = 10.0, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.r = float(r)
+        self.eps = float(eps)
+
+    def pool_with_gradient_mass(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pool (N, C, H, W) -> (N, C), and return the sum over space of d pool / d x per channel.
+
+        The spatial gradient of LSE is a softmax scaled by ``m / (m + eps)`` where m is the mean of
+        the exponentials, so its sum per channel is exactly that factor (1 when eps = 0). Grad-CAM's
+        channel weights need it; returning it here avoids a second pass over the map.
+        """
+        x_max = x.amax(dim=(2, 3), keepdim=True)
+        mean_exp = torch.exp(self.r * (x - x_max)).mean(dim=(2, 3), keepdim=True)
+        pooled = (x_max + torch.log(mean_exp + self.eps) / self.r).flatten(1)
+        mass = (mean_exp / (mean_exp + self.eps)).flatten(1)
+        return pooled, mass
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Pool (N, C, H, W) -> (N, C)."""
+        return self.pool_with_gradient_mass(x)[0]
+
+    def extra_repr(self) -> str:
+        return f"r={self.r}, eps={self.eps}"
+
+
+def create_trunk(name: str, pretrained: bool = False) -> nn.Module:
+    """A timm model without global pooling and classifier; ``pretrained=False`` never uses the network."""
+    try:
+        return timm.create_model(name, pretrained=pretrained, num_classes=0, global_pool="")
+    except RuntimeError as err:
+        if not timm.is_model(name):
+            raise ConfigError(f"Unknown timm trunk {name!r}.") from err
+        raise
+
+
+class CXRNet(nn.Module):
+    """Multi-label chest X-ray classifier with a closed-form Grad-CAM layer (``transition``).
+
+    Args:
+        config: architecture, labels and input contract; kept as ``self.config``.
+    """
+
+    def __init__(self, config: ModelConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or ModelConfig()
+        self.trunk = create_trunk(self.config.trunk)
+        self.transition = nn.Conv2d(self.trunk.num_features, self.config.transition_channels, kernel_size=1)
+        self.pool = LSEPool(self.config.lse_r, self.config.lse_eps)
+        self.fc = nn.Linear(self.config.transition_channels, self.config.num_labels)
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """The model's own label list, in output order."""
+        return self.config.labels
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 3, S, S) normalised images -> (N, transition_channels, S/32, S/32) transition map."""
+        return self.transition(self.trunk.forward_features(x))
+
+    def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Transition map -> (N, K) logits, or the (N, transition_channels) pooled vector."""
+        pooled = self.pool(features)
+        return pooled if pre_logits else self.fc(pooled)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 3, S, S) -> (N, K) logits; apply a sigmoid per label for probabilities."""
+        return self.forward_head(self.forward_features(x))
+
+    @classmethod
+    def from_pretrained(cls, source: str | Path, revision: str | None = None, **hub_kwargs: object) -> CXRNet:
+        """Load a weights folder, or a Hub repo id at ``revision`` (see :func:`cxr.weights.load_model`)."""
+        from cxr.weights import load_model  # weights imports this module
+
+        return load_model(source, revision=revision, **hub_kwargs)
+
+    def save_pretrained(self, folder: str | Path) -> Path:
+        """Write ``config.json`` + ``model.safetensors`` (see :func:`cxr.weights.save_model`)."""
+        from cxr.weights import save_model
+
+        return save_model(self, folder)

@@ -1,0 +1,154 @@
+"""Load weights once, then predict probabilities and every label's Grad-CAM for chest X-rays."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cxr.cam import logits_and_grad_cams, normalize_maps, upsample_map
+from cxr.config import ModelConfig
+from cxr.io import ImageSource, load_image
+from cxr.model import CXRNet
+from cxr.overlay import render_overlay
+from cxr.preprocess import Letterbox, preprocess
+from cxr.weights import load_model
+
+PRECISIONS = ("fp32", "bf16")
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What the model says about one image.
+
+    Attributes:
+        labels: label names, in model order.
+        probabilities: (K,) calibrated probabilities.
+        thresholds: (K,) per-label decision thresholds from the model's config.
+        maps: (K, h, w) Grad-CAM maps in [0, 1] over the network's square input.
+        image: the decoded (H, W) grayscale image in [0, 1], for overlays at its own resolution.
+    """
+
+    labels: tuple[str, ...]
+    probabilities: np.ndarray
+    thresholds: np.ndarray
+    maps: np.ndarray
+    image: np.ndarray
+
+    @property
+    def probability_by_label(self) -> dict[str, float]:
+        """``{label: probability}`` in model order."""
+        return {label: float(p) for label, p in zip(self.labels, self.probabilities, strict=True)}
+
+    @property
+    def positive(self) -> list[str]:
+        """Labels whose probability reaches their threshold, most probable first."""
+        hits = [i for i, (p, t) in enumerate(zip(self.probabilities, self.thresholds, strict=True)) if p >= t]
+        return [self.labels[i] for i in sorted(hits, key=lambda i: -self.probabilities[i])]
+
+    def index(self, label: str) -> int:
+        """Position of ``label`` in the model's output."""
+        try:
+            return self.labels.index(label)
+        except ValueError:
+            raise KeyError(f"Unknown label {label!r}; the model predicts {', '.join(self.labels)}.") from None
+
+    def heatmap(self, label: str) -> np.ndarray:
+        """(H, W) Grad-CAM of ``label`` in [0, 1] at the original image's resolution."""
+        return upsample_map(self.maps[self.index(label)], Letterbox(*self.image.shape))
+
+    def caption(self, label: str) -> str:
+        """``"Effusion: 73.2% (threshold 41.0%, positive)"`` — shown with every map of the label."""
+        i = self.index(label)
+        verdict = "positive" if self.probabilities[i] >= self.thresholds[i] else "below threshold"
+        return f"{label}: {self.probabilities[i]:.1%} (threshold {self.thresholds[i]:.1%}, {verdict})"
+
+    def overlay(self, label: str, opacity: float = 0.5, colormap: str = "jet") -> np.ndarray:
+        """uint8 (H, W, 3) rendering of ``label``'s heatmap over the image, captioned with its probability."""
+        return render_overlay(
+            self.image, self.heatmap(label), opacity=opacity, colormap=colormap, caption=self.caption(label)
+        )
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready summary: probabilities of all labels and the positive ones."""
+        return {"probabilities": self.probability_by_label, "positive": self.positive}
+
+
+class Predictor:
+    """A loaded model plus its input contract; thread-safe for concurrent ``predict`` calls.
+
+    Args:
+        model: a CXRNet (put in eval mode here).
+        device: where to run; defaults to CUDA when available.
+        precision: ``"fp32"`` or ``"bf16"`` (autocast; maps and probabilities are still float32).
+        channels_last: use the channels-last memory layout (faster convolutions on many CPUs).
+    """
+
+    def __init__(
+        self,
+        model: CXRNet,
+        *,
+        device: str | torch.device | None = None,
+        precision: str = "fp32",
+        channels_last: bool = False,
+    ) -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}.")
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.precision = precision
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.model = model.eval().to(self.device, memory_format=self.memory_format)
+        self.config: ModelConfig = model.config
+        self._temperatures = torch.tensor(self.config.temperatures, device=self.device)
+        self._thresholds = np.asarray(self.config.thresholds, dtype=np.float32)
+
+    @classmethod
+    def from_pretrained(cls, source: str | Path, revision: str | None = None, **options: object) -> Predictor:
+        """Load weights from a folder or Hub repo (see :func:`cxr.weights.load_model`) and wrap them.
+
+        ``options`` go to :class:`Predictor` (device, precision, channels_last) or to the loader.
+        """
+        predictor_keys = {"device", "precision", "channels_last"}
+        own = {k: v for k, v in options.items() if k in predictor_keys}
+        hub = {k: v for k, v in options.items() if k not in predictor_keys}
+        return cls(load_model(source, revision, **hub), **own)  # type: ignore[arg-type]
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.config.labels
+
+    def predict(self, image: ImageSource, name: str | None = None) -> Prediction:
+        """Decode, preprocess and run one image; raises :class:`cxr.io.InvalidImageError` on bad input."""
+        return self.predict_batch([load_image(image, name=name)])[0]
+
+    @torch.inference_mode()
+    def predict_batch(self, images: Sequence[ImageSource], batch_size: int = 8) -> list[Prediction]:
+        """Predict many images, ``batch_size`` per forward pass; order is kept."""
+        decoded = [image if _is_decoded(image) else load_image(image) for image in images]
+        results: list[Prediction] = []
+        for start in range(0, len(decoded), batch_size):
+            chunk = decoded[start : start + batch_size]
+            x = preprocess(chunk, self.config).to(self.device, memory_format=self.memory_format)
+            with self._autocast():
+                logits, maps = logits_and_grad_cams(self.model, x)
+            probabilities = torch.sigmoid(logits.float() / self._temperatures).cpu().numpy()
+            maps = normalize_maps(maps).cpu().numpy()
+            results += [
+                Prediction(self.labels, probabilities[i], self._thresholds, maps[i], image)
+                for i, image in enumerate(chunk)
+            ]
+        return results
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.precision == "bf16":
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+
+def _is_decoded(image: object) -> bool:
+    """True for the float32 (H, W) arrays :func:`cxr.io.load_image` returns."""
+    return isinstance(image, np.ndarray) and image.ndim == 2 and image.dtype == np.float32
