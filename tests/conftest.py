@@ -1,0 +1,47 @@
+"""Shared fixtures: real sample images, the shared NIH metadata, and small random-weight models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from cxr.config import ModelConfig
+from cxr.model import CXRNet
+from cxr.weights import save_model
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(__file__).resolve().parent / "data"
+EXAMPLES = ROOT / "examples"
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+NIH_512 = [DATA / "00000001_000.png", DATA / "00027426_000.png"]
+NIH_RGBA = DATA / "00000004_000_rgba.png"
+NON_NIH_JPEG = DATA / "16747_3_1.jpg"
+DICOM_MONO2 = DATA / "siim_monochrome2.dcm"
+DICOM_MONO1 = DATA / "siim_fake_monochrome1.dcm"
+NIH_EXAMPLES = sorted(EXAMPLES.glob("*.png"))
+
+# A small trunk keeps CPU tests fast; the architecture around it is the real one.
+TINY_CONFIG = ModelConfig(trunk="resnet18", image_size=256)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data (real NIH metadata and samples); tests needing it skip in a bare clone."""
+    if not (SHARED_DATA / "nih-cxr14").is_dir():
+        pytest.skip("../shared/data is not present next to this checkout")
+    return SHARED_DATA
+
+
+def make_model(config: ModelConfig = TINY_CONFIG, seed: int = 0) -> CXRNet:
+    """A randomly initialised CXRNet in eval mode, deterministic for a seed."""
+    torch.manual_seed(seed)
+    return CXRNet(config).eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A weights folder of a random resnet18 CXRNet at 256 px (untrained)."""
+    return save_model(make_model(), tmp_path_factory.mktemp("weights") / "tiny")
