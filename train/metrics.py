@@ -7,7 +7,7 @@ out of means rather than counted as 0.5.
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import precision_recall_curve, roc_auc_score
+from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
 
 
 def per_label_auroc(y_true: np.ndarray, y_score: np.ndarray) -> np.ndarray:
@@ -42,3 +42,51 @@ def f1_optimal_threshold(y_true: np.ndarray, y_score: np.ndarray, default: float
 def choose_thresholds(y_true: np.ndarray, y_score: np.ndarray) -> np.ndarray:
     """(K,) per-label F1-optimal thresholds chosen on validation predictions."""
     return np.array([f1_optimal_threshold(y_true[:, k], y_score[:, k]) for k in range(y_true.shape[1])])
+
+
+def per_label_auprc(y_true: np.ndarray, y_score: np.ndarray) -> np.ndarray:
+    """(N, K) targets and scores -> (K,) average precision (area under the PR curve), NaN without positives.
+
+    A random classifier's AUPRC equals the label's prevalence, so read it next to :func:`prevalence`.
+    """
+    y_true, y_score = np.asarray(y_true), np.asarray(y_score)
+    result = np.full(y_true.shape[1], np.nan)
+    for k in range(y_true.shape[1]):
+        if y_true[:, k].sum() > 0:
+            result[k] = average_precision_score(y_true[:, k], y_score[:, k])
+    return result
+
+
+def prevalence(y_true: np.ndarray) -> np.ndarray:
+    """(N, K) binary targets -> (K,) fraction of positive images per label."""
+    return np.asarray(y_true, dtype=np.float64).mean(axis=0)
+
+
+def operating_point_metrics(y_true: np.ndarray, y_score: np.ndarray, thresholds: np.ndarray) -> dict[str, np.ndarray]:
+    """Confusion counts and rates per label when ``score >= threshold`` means positive (as in the app).
+
+    Returns (K,) arrays ``tp, fp, tn, fn`` (integers) and ``sensitivity, specificity, ppv, npv, f1``
+    (NaN where the denominator is zero, e.g. PPV when nothing is called positive).
+    """
+    truth = np.asarray(y_true).astype(bool)
+    called = np.asarray(y_score) >= np.asarray(thresholds, dtype=np.float64)[None, :]
+    tp = (called & truth).sum(axis=0)
+    fp = (called & ~truth).sum(axis=0)
+    tn = (~called & ~truth).sum(axis=0)
+    fn = (~called & truth).sum(axis=0)
+    return {
+        "tp": tp,
+        "fp": fp,
+        "tn": tn,
+        "fn": fn,
+        "sensitivity": _ratio(tp, tp + fn),
+        "specificity": _ratio(tn, tn + fp),
+        "ppv": _ratio(tp, tp + fp),
+        "npv": _ratio(tn, tn + fn),
+        "f1": _ratio(2 * tp, 2 * tp + fp + fn),
+    }
+
+
+def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denominator > 0, numerator / np.maximum(denominator, 1), np.nan)
