@@ -1,11 +1,11 @@
 """Grad-CAM for every label from one forward pass, and pytorch-grad-cam's other methods.
 
-For CXRNet, Grad-CAM on the transition layer has a closed form. With A the transition map (C, h, w),
-logit_k = sum_c W[k, c] * LSE(A_c) + b_k, and the spatial gradient of LSE summing to
-``m_c / (m_c + eps)`` per channel (see :meth:`cxr.model.LSEPool.pool_with_gradient_mass`), Grad-CAM's
-channel weights are ``W[k, c] * m_c / (m_c + eps) / (h * w)``. So all K maps are
-``relu(einsum(weights, A))`` — no backward pass, no hooks, one forward for every label.
-``tests/test_cam.py`` checks this against ``pytorch_grad_cam.GradCAM`` on real radiographs.
+For CXRNet, Grad-CAM on the transition layer has a closed form. With A the transition map (C, h, w)
+and logit_k = sum_c W[k, c] * LSE(A_c) + b_k, the gradient of LSE over space sums to one per channel
+(see :class:`cxr.model.LSEPool`), so Grad-CAM's channel weights — the spatial mean of the gradient —
+are ``W[k, c] / (h * w)``. All K maps are ``relu(einsum(weights, A))``: no backward pass, no hooks, one
+forward for every label. ``tests/test_cam.py`` checks this against ``pytorch_grad_cam.GradCAM`` on
+real radiographs.
 """
 
 from __future__ import annotations
@@ -39,11 +39,10 @@ def logits_and_grad_cams(model: CXRNet, x: torch.Tensor) -> tuple[torch.Tensor, 
     computed in float32 even under autocast.
     """
     features = model.forward_features(x).float()
-    pooled, mass = model.pool.pool_with_gradient_mass(features)
-    logits = F.linear(pooled, model.fc.weight.float(), model.fc.bias.float())
+    weight = model.fc.weight.float()
+    logits = F.linear(model.pool(features), weight, model.fc.bias.float())
     h, w = features.shape[-2:]
-    channel_weights = model.fc.weight.float()[None] * mass[:, None, :] / (h * w)  # (N, K, C)
-    maps = torch.relu(torch.einsum("nkc,nchw->nkhw", channel_weights, features))
+    maps = torch.relu(torch.einsum("kc,nchw->nkhw", weight / (h * w), features))
     return logits, maps
 
 
@@ -59,10 +58,14 @@ def normalize_maps(maps: torch.Tensor) -> torch.Tensor:
 
 
 def upsample_map(cam: np.ndarray, box: Letterbox) -> np.ndarray:
-    """Bilinearly upsample a (h, w) map of the network's square input to the original (H, W) image."""
+    """Upsample a (h, w) map of the network's square input to the original (H, W) image, in [0, 1].
+
+    Bilinear, then min-max scaled again over the square as pytorch-grad-cam does after resizing
+    (bilinear samples miss the exact peak), so a square image's map equals the library's output.
+    """
     tensor = torch.from_numpy(np.ascontiguousarray(cam, dtype=np.float32))[None, None]
-    square = F.interpolate(tensor, size=(box.side, box.side), mode="bilinear", align_corners=False)[0, 0]
-    return np.ascontiguousarray(box.crop(square.numpy()))
+    square = F.interpolate(tensor, size=(box.side, box.side), mode="bilinear", align_corners=False)
+    return np.ascontiguousarray(box.crop(normalize_maps(square)[0, 0].numpy()))
 
 
 def library_cams(model: CXRNet, x: torch.Tensor, label_indices: list[int], method: str = "gradcam") -> np.ndarray:

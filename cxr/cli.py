@@ -45,7 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument(
         "--cam-labels",
         default="positive",
-        help="which overlays to write: 'positive' (default; the top label if none is), 'all', or comma-separated labels",
+        help="overlays to write: 'positive' (default; the top label if none is), 'all', or comma-separated labels",
     )
     predict.add_argument("--opacity", type=float, default=0.5, help="heatmap opacity in [0, 1] (default 0.5)")
     predict.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")

@@ -129,6 +129,8 @@ def _decode_pil(data: bytes) -> np.ndarray:
                     "The file holds several frames (an animation or multi-page file); upload one still image."
                 )
             return _pil_to_unit(ImageOps.exif_transpose(img))
+    except InvalidImageError:
+        raise
     except UnidentifiedImageError:
         raise InvalidImageError(
             "The file is not a recognised image: upload a PNG, JPEG or DICOM (.dcm) chest X-ray."
@@ -152,24 +154,33 @@ def _pil_to_unit(img: Image.Image) -> np.ndarray:
 
 
 def _array_to_unit(arr: np.ndarray) -> np.ndarray:
-    """Scale an integer or float array, gray or colour, to float32 [0, 1]."""
+    """Scale an integer or float array, gray (H, W) or colour (H, W, C), to float32 gray [0, 1]."""
     arr = np.asarray(arr)
     if arr.ndim == 3 and arr.shape[2] in (1, 3, 4):
-        arr = arr[..., 0] if arr.shape[2] == 1 else _luma(arr[..., :3])
+        scale = _integer_full_scale(arr)
+        gray = arr[..., 0] if arr.shape[2] == 1 else _luma(arr[..., :3])
+        return (gray / scale).astype(np.float32) if scale else _min_max(gray)
     if arr.ndim != 2:
         raise InvalidImageError(f"Expected a 2-D grayscale or colour image, got an array of shape {arr.shape}.")
-    if arr.dtype == np.bool_:
-        return arr.astype(np.float32)
-    if arr.dtype == np.uint8:
-        return arr.astype(np.float32) / 255.0
-    if np.issubdtype(arr.dtype, np.integer) and arr.size and arr.min() >= 0:
-        # 16-bit files often hold 10-14 significant bits; scale by the bit depth the data uses,
-        # so a 12-bit image spans [0, 1] like a full-range one.
-        bits = max(8, int(arr.max()).bit_length())
-        return (arr.astype(np.float64) / (2**bits - 1)).astype(np.float32)
-    if not np.issubdtype(arr.dtype, np.number):
+    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
         raise InvalidImageError(f"Cannot use pixel values of type {arr.dtype}.")
-    return _min_max(arr)
+    scale = _integer_full_scale(arr)
+    return (arr / scale).astype(np.float32) if scale else _min_max(arr)
+
+
+def _integer_full_scale(arr: np.ndarray) -> float | None:
+    """The value that means full white for unsigned integer pixels; None for other types.
+
+    16-bit files often hold 10-14 significant bits: scale by the bit depth the data uses, so a
+    12-bit image spans [0, 1] like a full-range one. 8-bit data is always divided by 255.
+    """
+    if arr.dtype == np.bool_:
+        return 1.0
+    if not np.issubdtype(arr.dtype, np.integer) or arr.size == 0 or arr.min() < 0:
+        return None
+    if arr.dtype == np.uint8:
+        return 255.0
+    return float(2 ** max(8, int(arr.max()).bit_length()) - 1)
 
 
 def _luma(rgb: np.ndarray) -> np.ndarray:
@@ -214,7 +225,7 @@ def _decode_dicom(data: bytes, force: bool) -> np.ndarray:
 
 def _dicom_pixels(ds: pydicom.Dataset) -> np.ndarray:
     if not any(tag in ds for tag in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
-        raise InvalidImageError("The DICOM file holds no image (it has no pixel data).")
+        raise InvalidImageError("The DICOM file holds no image: it has no pixel data, or it is cut short.")
     if "Rows" not in ds or "Columns" not in ds:
         raise InvalidImageError("The DICOM file does not say how large its image is (Rows/Columns missing).")
     frames = int(ds.get("NumberOfFrames") or 1)

@@ -20,7 +20,10 @@ class LSEPool(nn.Module):
     """Log-sum-exp pooling over space, max-subtracted so exp() never overflows.
 
     ``pool(x) = x* + log(eps + mean(exp(r * (x - x*)))) / r`` per channel, with x* the channel max.
-    r -> 0 approaches average pooling, r -> inf max pooling (timm's ``LsePlus2d`` with ``eps=0``).
+    r -> 0 approaches average pooling, r -> inf max pooling (timm's ``LsePlus2d`` is the eps = 0 case).
+    Its gradient with respect to x sums to exactly one per channel, for any eps: a softmax with mass
+    ``m / (m + eps)`` (m the mean exponential) plus ``eps / (m + eps)`` through x*. Grad-CAM's closed
+    form in :mod:`cxr.cam` rests on that.
     """
 
     def __init__(self, r: float = 10.0, eps: float = 1e-6) -> None:
@@ -28,22 +31,11 @@ class LSEPool(nn.Module):
         self.r = float(r)
         self.eps = float(eps)
 
-    def pool_with_gradient_mass(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Pool (N, C, H, W) -> (N, C), and return the sum over space of d pool / d x per channel.
-
-        The spatial gradient of LSE is a softmax scaled by ``m / (m + eps)`` where m is the mean of
-        the exponentials, so its sum per channel is exactly that factor (1 when eps = 0). Grad-CAM's
-        channel weights need it; returning it here avoids a second pass over the map.
-        """
-        x_max = x.amax(dim=(2, 3), keepdim=True)
-        mean_exp = torch.exp(self.r * (x - x_max)).mean(dim=(2, 3), keepdim=True)
-        pooled = (x_max + torch.log(mean_exp + self.eps) / self.r).flatten(1)
-        mass = (mean_exp / (mean_exp + self.eps)).flatten(1)
-        return pooled, mass
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Pool (N, C, H, W) -> (N, C)."""
-        return self.pool_with_gradient_mass(x)[0]
+        x_max = x.amax(dim=(2, 3), keepdim=True)
+        mean_exp = torch.exp(self.r * (x - x_max)).mean(dim=(2, 3), keepdim=True)
+        return (x_max + torch.log(mean_exp + self.eps) / self.r).flatten(1)
 
     def extra_repr(self) -> str:
         return f"r={self.r}, eps={self.eps}"
