@@ -38,11 +38,13 @@ def logits_and_grad_cams(model: CXRNet, x: torch.Tensor) -> tuple[torch.Tensor, 
     The maps equal pytorch-grad-cam's unnormalised Grad-CAM on ``model.transition``; they are
     computed in float32 even under autocast.
     """
-    features = model.forward_features(x).float()
-    weight = model.fc.weight.float()
-    logits = F.linear(model.pool(features), weight, model.fc.bias.float())
-    h, w = features.shape[-2:]
-    maps = torch.relu(torch.einsum("kc,nchw->nkhw", weight / (h * w), features))
+    features = model.forward_features(x)
+    with torch.autocast(device_type=features.device.type, enabled=False):  # the head is cheap: keep it exact
+        features = features.float()
+        weight = model.fc.weight.float()
+        logits = F.linear(model.pool(features), weight, model.fc.bias.float())
+        h, w = features.shape[-2:]
+        maps = torch.relu(torch.einsum("kc,nchw->nkhw", weight / (h * w), features))
     return logits, maps
 
 

@@ -1,0 +1,103 @@
+"""``python -m cxr``: JSON per image, overlay PNGs, per-file errors, weights errors, dev weights."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cxr.cli import main
+from cxr.predictor import Predictor
+from cxr.weights import load_config
+from tests.conftest import DICOM_MONO2, NIH_512, NON_NIH_JPEG, ROOT
+
+
+def _json_lines(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def test_predict_prints_one_json_object_per_image_with_the_predictor_values(tiny_weights, capsys) -> None:
+    images = [str(p) for p in (*NIH_512, DICOM_MONO2)]
+    assert main(["predict", *images, "--weights", str(tiny_weights), "--batch-size", "2"]) == 0
+    rows = _json_lines(capsys.readouterr().out)
+    assert [row["image"] for row in rows] == images
+    predictor = Predictor.from_pretrained(tiny_weights)
+    for row in rows:
+        expected = predictor.predict(row["image"])
+        assert set(row) == {"image", "probabilities", "positive"}
+        assert list(row["probabilities"]) == list(predictor.labels)
+        np.testing.assert_allclose(list(row["probabilities"].values()), expected.probabilities, atol=1e-5)
+        assert row["positive"] == expected.positive
+
+
+def test_bad_files_are_reported_on_stderr_and_the_rest_still_processed(tiny_weights, tmp_path, capsys) -> None:
+    bad = tmp_path / "notes.png"
+    bad.write_text("not an image")
+    cams = tmp_path / "cams"
+    argv = ["predict", str(bad), str(NON_NIH_JPEG), "--weights", str(tiny_weights), "--cam-dir", str(cams)]
+    argv += ["--cam-labels", "Effusion,Mass"]
+    assert main(argv) == 1
+    captured = capsys.readouterr()
+    assert [row["image"] for row in _json_lines(captured.out)] == [str(NON_NIH_JPEG)]
+    assert f"{bad}: The file is not a recognised image" in captured.err
+    written = sorted(p.name for p in cams.iterdir())
+    assert written == ["16747_3_1_Effusion.png", "16747_3_1_Mass.png"]
+    with Image.open(cams / written[0]) as overlay:
+        assert overlay.size == (1036, 885) and overlay.mode == "RGB"
+
+
+def test_default_overlays_are_the_positive_labels_or_the_top_one(tiny_weights, tmp_path, capsys) -> None:
+    cams = tmp_path / "cams"
+    assert main(["predict", str(NIH_512[0]), "--weights", str(tiny_weights), "--cam-dir", str(cams)]) == 0
+    row = _json_lines(capsys.readouterr().out)[0]
+    probabilities = row["probabilities"]
+    expected = row["positive"] or [max(probabilities, key=probabilities.get)]
+    assert sorted(p.name for p in cams.iterdir()) == sorted(f"00000001_000_{label}.png" for label in expected)
+
+
+def test_weights_problems_exit_2_with_a_message(tmp_path, capsys) -> None:
+    assert main(["predict", str(NIH_512[0]), "--weights", str(tmp_path)]) == 2
+    assert "is not a cxr weights folder" in capsys.readouterr().err
+
+
+def test_unknown_cam_label_is_a_usage_error(tiny_weights) -> None:
+    with pytest.raises(SystemExit, match="unknown label"):
+        main(["predict", str(NIH_512[0]), "--weights", str(tiny_weights), "--cam-dir", "x", "--cam-labels", "Flu"])
+
+
+def test_make_untrained_weights_then_info(tmp_path, capsys) -> None:
+    folder = tmp_path / "dev"
+    argv = [
+        "make-untrained-weights",
+        str(folder),
+        "--trunk",
+        "resnet18",
+        "--image-size",
+        "128",
+        "--labels",
+        "chestxray8",
+    ]
+    assert main(argv) == 0
+    config = load_config(folder)
+    assert not config.trained and config.num_labels == 8 and config.image_size == 128
+    capsys.readouterr()
+    assert main(["info", "--weights", str(folder)]) == 0
+    assert json.loads(capsys.readouterr().out)["labels"] == list(config.labels)
+
+
+def test_module_entry_point_runs_as_a_process(tiny_weights) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "cxr", "predict", str(NIH_512[1]), "--weights", str(tiny_weights)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert len(_json_lines(result.stdout)[0]["probabilities"]) == 14
+    assert Path(_json_lines(result.stdout)[0]["image"]) == NIH_512[1]

@@ -1,0 +1,90 @@
+"""Predictor: probabilities, thresholds, temperatures, maps and overlays, single and batched."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from cxr.cam import normalize_maps, upsample_map
+from cxr.io import load_image
+from cxr.predictor import Predictor
+from cxr.preprocess import Letterbox, preprocess
+from tests.conftest import NIH_512, NON_NIH_JPEG, TINY_CONFIG, make_model
+
+
+@pytest.fixture(scope="module")
+def predictor() -> Predictor:
+    config = TINY_CONFIG.replace(
+        thresholds=tuple(np.linspace(0.3, 0.7, 14)), temperatures=tuple(np.linspace(0.5, 2.0, 14))
+    )
+    return Predictor(make_model(config, seed=5), device="cpu")
+
+
+def test_probabilities_are_the_temperature_scaled_sigmoid(predictor: Predictor) -> None:
+    prediction = predictor.predict(NIH_512[0])
+    with torch.no_grad():
+        logits = predictor.model(preprocess(load_image(NIH_512[0]), predictor.config))[0]
+    expected = torch.sigmoid(logits / torch.tensor(predictor.config.temperatures)).numpy()
+    np.testing.assert_allclose(prediction.probabilities, expected, rtol=1e-5)
+    assert list(prediction.probability_by_label) == list(predictor.labels)
+
+
+def test_positive_labels_are_those_at_or_above_their_own_threshold(predictor: Predictor) -> None:
+    prediction = predictor.predict(NIH_512[1])
+    expected = {
+        label
+        for label, p, t in zip(prediction.labels, prediction.probabilities, predictor.config.thresholds, strict=True)
+        if p >= t
+    }
+    assert set(prediction.positive) == expected
+    ordered = [prediction.probability_by_label[label] for label in prediction.positive]
+    assert ordered == sorted(ordered, reverse=True)
+    assert prediction.to_dict() == {"probabilities": prediction.probability_by_label, "positive": prediction.positive}
+
+
+def test_batch_equals_one_at_a_time(predictor: Predictor) -> None:
+    paths = [*NIH_512, NON_NIH_JPEG]
+    batched = predictor.predict_batch(paths, batch_size=2)
+    for path, result in zip(paths, batched, strict=True):
+        single = predictor.predict(path)
+        np.testing.assert_allclose(result.probabilities, single.probabilities, atol=1e-5)
+        np.testing.assert_allclose(result.maps, single.maps, atol=1e-5)
+
+
+def test_maps_and_overlays_are_at_the_images_own_resolution(predictor: Predictor) -> None:
+    prediction = predictor.predict(NON_NIH_JPEG)  # 885 x 1036, letterboxed inside the model
+    assert prediction.maps.shape == (14, 8, 8) and 0 <= prediction.maps.min() and prediction.maps.max() <= 1
+    heat = prediction.heatmap("Effusion")
+    assert heat.shape == prediction.image.shape == (885, 1036)
+    expected = upsample_map(normalize_maps(torch.from_numpy(prediction.maps))[2].numpy(), Letterbox(885, 1036))
+    np.testing.assert_allclose(heat, expected, atol=1e-6)
+    overlay = prediction.overlay("Effusion", opacity=0.6)
+    assert overlay.shape == (885, 1036, 3) and overlay.dtype == np.uint8
+
+
+def test_overlay_always_states_the_labels_probability(predictor: Predictor) -> None:
+    prediction = predictor.predict(NIH_512[0])
+    i = prediction.index("Mass")
+    assert f"{prediction.probabilities[i]:.1%}" in prediction.caption("Mass")
+    with_caption = prediction.overlay("Mass", opacity=0.0)
+    plain = np.repeat((prediction.image * 255).round().astype(np.uint8)[..., None], 3, axis=2)
+    differs = np.any(with_caption != plain, axis=2)
+    assert differs[:40, :200].mean() > 0.2  # the caption band is drawn top-left ...
+    assert not differs[100:, :].any()  # ... and opacity 0 leaves the rest of the radiograph untouched
+
+
+def test_unknown_label_is_a_clear_key_error(predictor: Predictor) -> None:
+    with pytest.raises(KeyError, match="Unknown label 'Covid'"):
+        predictor.predict(NIH_512[0]).heatmap("Covid")
+
+
+def test_channels_last_and_bf16_stay_close_to_fp32() -> None:
+    model = make_model(seed=6)
+    reference = Predictor(model).predict(NIH_512[0])
+    fast_layout = Predictor(make_model(seed=6), channels_last=True).predict(NIH_512[0])
+    np.testing.assert_allclose(fast_layout.probabilities, reference.probabilities, atol=1e-5)
+    bf16 = Predictor(make_model(seed=6), precision="bf16").predict(NIH_512[0])
+    np.testing.assert_allclose(bf16.probabilities, reference.probabilities, atol=0.01)
+    with pytest.raises(ValueError, match="precision"):
+        Predictor(model, precision="fp8")
