@@ -34,10 +34,10 @@ class WeightsSource:
     revision: str | None = None
     is_local: bool = False
 
-    def describe(self) -> str:
-        """Human-readable origin, e.g. ``Hub repo org/name at revision v0.1.0``."""
+    def describe(self, public: bool = False) -> str:
+        """Human-readable origin, e.g. ``Hub repo org/name at revision v0.1.0``; ``public`` hides local paths."""
         if self.is_local:
-            return f"local folder {self.location}"
+            return f"local folder {Path(self.location).name if public else self.location}"
         return f"Hub repo {self.location} at revision {self.revision or 'main (unpinned)'}"
 
 
@@ -166,10 +166,10 @@ def trained_on(config: ModelConfig) -> str:
         return "These weights are untrained (random): they were made for development and tests, not trained on data."
     training = config.metadata.get("training")
     if isinstance(training, dict) and training.get("dataset"):
-        details = ", ".join(
-            f"{_pretty(key)} {training[key]}" for key in ("split", "epochs") if training.get(key) not in (None, "")
-        )
-        return f"Trained on {training['dataset']}" + (f" ({details})." if details else ".")
+        details = [f"split: {training['split']}" if training.get("split") else ""]
+        details.append(f"{training['epochs']} epochs" if training.get("epochs") else "")
+        details = "; ".join(d for d in details if d)
+        return f"Trained on {training['dataset']}" + (f" — {details}." if details else ".")
     description = config.metadata.get("description")
     return str(description) if description else "The weights do not record what they were trained on."
 
@@ -177,7 +177,7 @@ def trained_on(config: ModelConfig) -> str:
 def about_markdown(served: ServedModel) -> str:
     """Markdown for the page's "about" section: origin, checksum, training, evaluation, per-label table."""
     config = served.config
-    origin = served.source.describe() + (f" (commit `{served.commit[:12]}`)" if served.commit else "")
+    origin = served.source.describe(public=True) + (f" (commit `{served.commit[:12]}`)" if served.commit else "")
     parts = [
         f"**Weights:** {origin}  \n**SHA-256 of {WEIGHTS_FILE}:** `{served.weights_sha256}`  \n"
         f"**Model:** {config.trunk} trunk, {config.image_size} px input, LSE pooling (r = {config.lse_r:g}), "
@@ -189,7 +189,7 @@ def about_markdown(served: ServedModel) -> str:
         parts.append(f"**Description:** {description}")
     training = config.metadata.get("training")
     if isinstance(training, dict) and training:
-        parts.append(_facts_table("Training record", training))
+        parts.append(_facts_list("Training record", training))
     evaluation = config.metadata.get("evaluation")
     if isinstance(evaluation, dict) and evaluation:
         parts.append(_evaluation_headline(evaluation))
@@ -211,10 +211,10 @@ def _evaluation_headline(evaluation: dict[str, Any]) -> str:
     return f"**Evaluation:** {headline}" + (f" ({scope})." if scope else ".")
 
 
-def _facts_table(title: str, facts: dict[str, Any]) -> str:
-    """Scalars of a free-form metadata dict as a two-column table (nested values are left to the model card)."""
-    rows = [f"| {_pretty(k)} | {_format(v)} |" for k, v in facts.items() if isinstance(v, str | int | float | bool)]
-    return f"| {title} | |\n| --- | --- |\n" + "\n".join(rows) if rows else ""
+def _facts_list(title: str, facts: dict[str, Any]) -> str:
+    """Scalars of a free-form metadata dict as a list (nested values are left to the model card)."""
+    rows = [f"- {_pretty(k)}: {_format(v)}" for k, v in facts.items() if isinstance(v, str | int | float | bool)]
+    return f"**{title}:**\n\n" + "\n".join(rows) if rows else ""
 
 
 def _label_table(config: ModelConfig, evaluation: dict[str, Any]) -> str:
