@@ -1,0 +1,197 @@
+"""The real Space on 127.0.0.1, called with gradio_client: answers equal the library's, errors are readable."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+from PIL import Image
+
+from cxr.io import InvalidImageError, load_image
+from cxr.labels import CHESTXRAY14_LABELS
+from cxr.predictor import Predictor
+from cxr.weights import sha256_of
+from tests.bad_inputs import PATIENT_IDENTIFIERS, build_corpus, identified_dicom
+from tests.conftest import NIH_EXAMPLES, ROOT
+from tests.live_server import LiveApp, app_environment, running_app
+
+FORGET_AFTER_S = 20  # the server deletes uploads and renders this long after writing them
+
+
+@pytest.fixture(scope="module")
+def app(tiny_weights: Path, tmp_path_factory: pytest.TempPathFactory):
+    with running_app(tiny_weights, tmp_path_factory.mktemp("app"), "--forget-after", str(FORGET_AFTER_S)) as live:
+        yield live
+
+
+@pytest.fixture(scope="module")
+def client(app: LiveApp, tmp_path_factory: pytest.TempPathFactory) -> Client:
+    downloads = tmp_path_factory.mktemp("client-downloads")
+    return Client(app.url, verbose=False, download_files=downloads, analytics_enabled=False)
+
+
+@pytest.fixture(scope="module")
+def predictor(tiny_weights: Path) -> Predictor:
+    return Predictor.from_pretrained(tiny_weights, device="cpu")
+
+
+def _rgb(path: str) -> np.ndarray:
+    with Image.open(path) as image:
+        assert image.mode == "RGB"
+        return np.asarray(image)
+
+
+def _assert_same_picture(actual: np.ndarray, expected: np.ndarray) -> None:
+    """Same size and the same pixels, but for the few where float noise moves the heat to the next colormap entry."""
+    assert actual.shape == expected.shape
+    difference = np.abs(actual.astype(int) - expected.astype(int))
+    assert difference.max() <= 8 and (difference > 1).mean() < 0.005
+
+
+@pytest.mark.parametrize("image", NIH_EXAMPLES, ids=lambda p: p.stem)
+def test_predict_equals_the_library_predictor_on_real_nih_images(client: Client, predictor, image: Path) -> None:
+    answer, overlay_path = client.predict(handle_file(str(image)), api_name="/predict")
+    expected = predictor.predict(image)
+
+    assert answer["labels"] == list(CHESTXRAY14_LABELS)
+    assert list(answer["probabilities"]) == list(CHESTXRAY14_LABELS)
+    got = np.array([answer["probabilities"][label] for label in CHESTXRAY14_LABELS])
+    assert ((got >= 0) & (got <= 1)).all()
+    np.testing.assert_allclose(got, expected.probabilities, atol=1e-5, rtol=0)
+    assert answer["thresholds"] == dict(zip(CHESTXRAY14_LABELS, expected.thresholds.tolist(), strict=True))
+    assert answer["positive"] == expected.positive
+    top = CHESTXRAY14_LABELS[int(expected.probabilities.argmax())]
+    assert answer["overlay_label"] == top
+    _assert_same_picture(_rgb(overlay_path), expected.overlay(top, opacity=0.5))
+    assert _rgb(overlay_path).shape == (*load_image(image).shape, 3)
+
+
+def test_cam_endpoint_draws_the_chosen_label_with_its_probability(client: Client, predictor) -> None:
+    image = NIH_EXAMPLES[0]
+    expected = predictor.predict(image)
+    overlays = {}
+    for label in ("Effusion", "Cardiomegaly"):
+        answer, overlay_path = client.predict(handle_file(str(image)), label, 0.7, api_name="/cam")
+        i = CHESTXRAY14_LABELS.index(label)
+        assert answer["label"] == label
+        assert answer["probability"] == pytest.approx(float(expected.probabilities[i]), abs=1e-5)
+        assert answer["threshold"] == pytest.approx(float(expected.thresholds[i]))
+        assert answer["positive"] == (label in expected.positive)
+        overlays[label] = _rgb(overlay_path)
+        _assert_same_picture(overlays[label], expected.overlay(label, opacity=0.7))
+    changed = np.abs(overlays["Effusion"].astype(int) - overlays["Cardiomegaly"].astype(int)).max(axis=2) > 10
+    assert changed.mean() > 0.05  # two labels' maps differ across much of the image
+
+
+def test_model_info_names_the_served_weights(client: Client, tiny_weights: Path) -> None:
+    info = client.predict(api_name="/model_info")
+    assert info["weights_sha256"] == sha256_of(tiny_weights / "model.safetensors")
+    assert info["labels"] == list(CHESTXRAY14_LABELS)
+    assert info["trained"] is False
+    assert info["image_size"] == 256 and info["trunk"] == "resnet18"
+    assert str(tiny_weights.parent) not in json.dumps(info)  # the server's own paths stay private
+
+
+def test_every_bad_file_gets_its_readable_message_and_the_server_keeps_serving(client: Client, tmp_path: Path) -> None:
+    bad = [case for case in build_corpus() if case.expect == "error"]
+    for case in bad:
+        path = tmp_path / case.name
+        path.write_bytes(case.data)
+        with pytest.raises(InvalidImageError) as expected:
+            load_image(case.data, name=case.name)
+        with pytest.raises(AppError) as got:
+            client.predict(handle_file(str(path)), api_name="/predict")
+        assert str(got.value) == str(expected.value), case.name
+    answer, _ = client.predict(handle_file(str(NIH_EXAMPLES[1])), api_name="/predict")
+    assert len(answer["probabilities"]) == 14
+
+
+def test_sixteen_concurrent_calls_all_succeed(client: Client, predictor) -> None:
+    images = [NIH_EXAMPLES[i % len(NIH_EXAMPLES)] for i in range(16)]
+    jobs = [client.submit(handle_file(str(image)), api_name="/predict") for image in images]
+    expected = {image: predictor.predict(image).probabilities for image in set(images)}
+    for image, job in zip(images, jobs, strict=True):
+        answer, overlay_path = job.result(timeout=300)
+        got = [answer["probabilities"][label] for label in CHESTXRAY14_LABELS]
+        np.testing.assert_allclose(got, expected[image], atol=1e-5, rtol=0)
+        assert Path(overlay_path).is_file()
+
+
+def test_dicom_identifiers_appear_in_no_answer_log_or_file(client: Client, app: LiveApp, predictor, tmp_path) -> None:
+    dicom = tmp_path / "study.dcm"
+    dicom.write_bytes(identified_dicom())
+    answer, overlay_path = client.predict(handle_file(str(dicom)), api_name="/predict")
+    cam_answer, cam_path = client.predict(handle_file(str(dicom)), "Edema", 0.5, api_name="/cam")
+
+    expected = predictor.predict(dicom)
+    got = [answer["probabilities"][label] for label in CHESTXRAY14_LABELS]
+    np.testing.assert_allclose(got, expected.probabilities, atol=1e-5, rtol=0)
+    outputs = [json.dumps(answer), json.dumps(cam_answer), app.log()]
+    outputs += [Path(p).read_bytes().decode("latin-1") for p in (overlay_path, cam_path)]  # PNG text chunks too
+    for text in outputs:
+        for value in PATIENT_IDENTIFIERS.values():
+            assert value not in text and value.replace("^", " ") not in text
+
+
+@pytest.mark.slow  # waits for the server's cleanup schedule
+def test_uploads_and_renders_are_deleted_from_the_server_disk(client: Client, app: LiveApp, tmp_path) -> None:
+    marker = tmp_path / "forget-me.dcm"
+    marker.write_bytes(identified_dicom())
+    client.predict(handle_file(str(marker)), api_name="/predict")
+    assert _files_named(app.upload_dir, marker.name), "the upload should be on disk while it is fresh"
+    deadline = time.monotonic() + 3 * FORGET_AFTER_S
+    while _files_named(app.upload_dir, marker.name) and time.monotonic() < deadline:
+        time.sleep(1)
+    assert not _files_named(app.upload_dir, marker.name)
+    # What is left: copies of the bundled examples, empty placeholder files, and files younger than the limit.
+    examples = {sha256_of(path) for path in NIH_EXAMPLES}
+    limit = time.time() - 1.5 * FORGET_AFTER_S - 1
+    kept = [
+        path
+        for path in app.upload_dir.rglob("*")
+        if path.is_file() and path.stat().st_size and path.stat().st_ctime < limit and sha256_of(path) not in examples
+    ]
+    assert not kept
+    for path in app.upload_dir.rglob("*"):
+        assert not (path.is_file() and any(v.encode() in path.read_bytes() for v in PATIENT_IDENTIFIERS.values()))
+
+
+def _files_named(folder: Path, name: str) -> list[Path]:
+    return [p for p in folder.rglob(name) if p.is_file()]
+
+
+def _run_app(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "app.py", *args],
+        cwd=ROOT,
+        env=app_environment(tmp_path, **env),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
+@pytest.mark.slow  # four interpreter starts with torch and gradio
+@pytest.mark.parametrize(
+    ("args", "env", "reason"),
+    [
+        ((), {}, "not in the local Hugging Face cache"),  # the default Hub repo, offline
+        ((), {"CXR_MODEL_REPO": "someone/elsewhere", "CXR_MODEL_REVISION": "v9"}, "someone/elsewhere@v9"),
+        (("--weights", "no/such/folder"), {}, "there is no folder no/such/folder"),
+        ((), {"CXR_WEIGHTS": "missing/folder"}, "there is no folder missing/folder"),
+    ],
+)
+def test_without_weights_the_app_explains_both_remedies_and_exits(tmp_path, args, env, reason) -> None:
+    result = _run_app(tmp_path, *args, **env)
+    assert result.returncode == 2
+    assert reason in result.stderr
+    assert "--weights DIR" in result.stderr and "CXR_WEIGHTS" in result.stderr and "CXR_MODEL_REPO" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert len(result.stderr.strip().splitlines()) <= 4
