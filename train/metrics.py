@@ -90,3 +90,8 @@ def operating_point_metrics(y_true: np.ndarray, y_score: np.ndarray, thresholds:
 def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(denominator > 0, numerator / np.maximum(denominator, 1), np.nan)
+
+
+def json_number(value: float) -> float | None:
+    """A metric as JSON allows it: a float, or None (null) where it is undefined (NaN)."""
+    return float(value) if np.isfinite(value) else None

@@ -14,6 +14,7 @@ import numpy as np
 
 from train.bootstrap import BootstrapSettings, auroc_with_intervals
 from train.data import Record
+from train.metrics import json_number
 
 # (lowest age, highest age, name); NIH ages are whole years.
 AGE_BANDS: tuple[tuple[int, int, str], ...] = (
@@ -75,9 +76,9 @@ def subgroup_auroc(
                 "n_images": int(mask.sum()),
                 "n_patients": len(np.unique(patient_ids[mask])),
                 "n_positive": {labels[k]: int(y_true[mask, k].sum()) for k in range(len(labels))},
-                "per_label_auroc": {labels[k]: _finite(intervals.per_label[k]) for k in range(len(labels))},
-                "mean_auroc": _finite(intervals.means["shared"]),
-                "mean_auroc_ci": [_finite(v) for v in intervals.means_ci["shared"]],
+                "per_label_auroc": {labels[k]: json_number(intervals.per_label[k]) for k in range(len(labels))},
+                "mean_auroc": json_number(intervals.means["shared"]),
+                "mean_auroc_ci": [json_number(v) for v in intervals.means_ci["shared"]],
             }
         result[attribute] = {
             "groups": groups,
@@ -111,8 +112,3 @@ def _gap(means: dict[str, float | None]) -> dict[str, object] | None:
     high = max(known, key=known.__getitem__)
     low = min(known, key=known.__getitem__)
     return {"value": known[high] - known[low], "high": high, "low": low}
-
-
-def _finite(value: float) -> float | None:
-    """JSON has no NaN: undefined values become null."""
-    return float(value) if np.isfinite(value) else None

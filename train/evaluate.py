@@ -1,0 +1,400 @@
+"""``python -m train evaluate``: what a clinical-ML reviewer asks of a weights folder, on one split.
+
+Writes ``metrics.json``, ``report.md`` and PNG plots into the output folder (default
+``WEIGHTS/evaluation``): per-label AUROC with patient-bootstrap CIs, AUPRC with prevalence, the
+operating-point metrics at the config's per-label thresholds, calibration (and optionally fitted
+temperatures), subgroups, localization on BBox_List_2017, radiologist-adjudicated labels and a
+comparison with published results. ``--update-config`` stores the headline numbers in
+``config.json`` (``metadata["evaluation"]``) where the app reads them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from cxr.cam import upsample_map
+from cxr.config import ModelConfig
+from cxr.labels import CHESTXRAY8_LABELS
+from cxr.preprocess import Letterbox
+from cxr.weights import CONFIG_FILE, WEIGHTS_FILE, WeightsError, load_model, sha256_of
+from train import calibration
+from train.bootstrap import BootstrapSettings, auroc_with_intervals
+from train.cache import CacheError, ImageCache, default_cache_dir
+from train.data import (
+    BBOX_LIST,
+    DataError,
+    Record,
+    Split,
+    dataset_name,
+    find_data_entry,
+    find_images,
+    label_matrix,
+    official_split,
+    read_bbox_list,
+    read_data_entry,
+    read_split,
+    records_by_name,
+)
+from train.localization import LocalizationCase, evaluate_localization
+from train.metrics import json_number, operating_point_metrics, per_label_auprc, prevalence
+from train.predict import predict_records
+from train.published import PUBLISHED
+from train.relabels import find_relabels, read_relabels, relabel_auroc
+from train.report import write_plots, write_report
+from train.subgroups import subgroup_attributes, subgroup_auroc
+
+METRICS_FORMAT = 1
+METRICS_FILE = "metrics.json"
+EVALUATION_DIR = "evaluation"
+SPLIT_FILE = "split.json"
+CALIBRATION_BINS = 10
+
+
+# ---------------------------------------------------------------- metrics from predictions
+
+
+def classification_metrics(
+    y_true: np.ndarray,
+    logits: np.ndarray,
+    patient_ids: np.ndarray,
+    config: ModelConfig,
+    settings: BootstrapSettings,
+) -> dict[str, Any]:
+    """AUROC (CI), AUPRC, prevalence, operating point and calibration per label, and the means.
+
+    Probabilities are ``sigmoid(logit / T)`` with the config's temperatures, and decisions use the
+    config's per-label thresholds: exactly what the app shows for the same weights.
+    """
+    labels = list(config.labels)
+    probability = calibration.probabilities(logits, np.asarray(config.temperatures))
+    subsets = {
+        "all": list(range(len(labels))),
+        "chestxray8": [labels.index(label) for label in CHESTXRAY8_LABELS if label in labels],
+    }
+    aurocs = auroc_with_intervals(y_true, probability, patient_ids, subsets, settings)
+    auprc = per_label_auprc(y_true, probability)
+    share = prevalence(y_true)
+    operating = operating_point_metrics(y_true, probability, np.asarray(config.thresholds))
+    per_label: dict[str, Any] = {}
+    reliability: dict[str, Any] = {}
+    for k, label in enumerate(labels):
+        bins = calibration.reliability_bins(y_true[:, k], probability[:, k], CALIBRATION_BINS)
+        reliability[label] = {
+            "edges": bins.edges.tolist(),
+            "count": bins.count.tolist(),
+            "mean_probability": [json_number(v) for v in bins.mean_probability],
+            "fraction_positive": [json_number(v) for v in bins.fraction_positive],
+        }
+        per_label[label] = {
+            "n_positive": int(y_true[:, k].sum()),
+            "prevalence": float(share[k]),
+            "auroc": json_number(aurocs.per_label[k]),
+            "auroc_ci": [json_number(v) for v in aurocs.per_label_ci[k]],
+            "auprc": json_number(auprc[k]),
+            "threshold": config.thresholds[k],
+            "temperature": config.temperatures[k],
+            **{key: json_number(operating[key][k]) for key in ("sensitivity", "specificity", "ppv", "npv", "f1")},
+            "confusion": {key: int(operating[key][k]) for key in ("tp", "fp", "tn", "fn")},
+            "ece": bins.ece,
+            "brier": calibration.brier_score(y_true[:, k], probability[:, k]),
+        }
+    return {
+        "labels": labels,
+        "n_images": len(y_true),
+        "n_patients": len(np.unique(patient_ids)),
+        "mean_auroc": json_number(aurocs.means["all"]),
+        "mean_auroc_ci": [json_number(v) for v in aurocs.means_ci["all"]],
+        "mean_auroc_chestxray8": json_number(aurocs.means["chestxray8"]),
+        "mean_auroc_chestxray8_ci": [json_number(v) for v in aurocs.means_ci["chestxray8"]],
+        "per_label": per_label,
+        "calibration": {
+            "n_bins": CALIBRATION_BINS,
+            "mean_ece": float(np.mean([m["ece"] for m in per_label.values()])),
+            "mean_brier": float(np.mean([m["brier"] for m in per_label.values()])),
+            "reliability": reliability,
+        },
+    }
+
+
+def fit_temperature_scaling(
+    config: ModelConfig, val_logits: np.ndarray, val_true: np.ndarray
+) -> tuple[ModelConfig, dict[str, Any]]:
+    """Fit per-label temperatures on validation; return the new config and what changed.
+
+    Thresholds are converted along with the temperatures, so every decision stays the same.
+    """
+    old_t = np.asarray(config.temperatures)
+    new_t = calibration.fit_temperatures(val_logits, val_true)
+    thresholds = calibration.convert_thresholds(np.asarray(config.thresholds), old_t, new_t)
+    calibrated = config.replace(temperatures=tuple(new_t.tolist()), thresholds=tuple(thresholds.tolist()))
+    return calibrated, {
+        "fitted_on": "val",
+        "n_images": len(val_true),
+        "temperatures": dict(zip(config.labels, new_t.tolist(), strict=True)),
+        "previous_temperatures": dict(zip(config.labels, old_t.tolist(), strict=True)),
+        "thresholds": dict(zip(config.labels, thresholds.tolist(), strict=True)),
+        "previous_thresholds": dict(zip(config.labels, config.thresholds, strict=True)),
+    }
+
+
+def evaluation_summary(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The headline numbers stored in ``config.metadata["evaluation"]`` for the app and the model card."""
+    summary = {
+        "split": metrics["split"],
+        "dataset": metrics["dataset"],
+        "n_images": metrics["n_images"],
+        "n_patients": metrics["n_patients"],
+        "mean_auroc": metrics["mean_auroc"],
+        "mean_auroc_ci": metrics["mean_auroc_ci"],
+        "mean_auroc_chestxray8": metrics["mean_auroc_chestxray8"],
+        "mean_auroc_chestxray8_ci": metrics["mean_auroc_chestxray8_ci"],
+        "per_label_auroc": {label: m["auroc"] for label, m in metrics["per_label"].items()},
+        "mean_ece": metrics["calibration"]["mean_ece"],
+        "confidence_intervals": (
+            f"{metrics['bootstrap']['confidence']:.0%} percentile, "
+            f"{metrics['bootstrap']['n_resamples']} bootstrap resamples of patients"
+        ),
+        "created": metrics["created"],
+        "metrics_file": f"{EVALUATION_DIR}/{METRICS_FILE}",
+    }
+    if metrics.get("localization"):
+        summary["pointing_game"] = metrics["localization"]["all"]["pointing_game"]
+    return summary
+
+
+def save_config_keeping_weights(folder: str | Path, config: ModelConfig) -> Path:
+    """Rewrite ``config.json`` of a weights folder whose ``model.safetensors`` stays as it is.
+
+    Refuses when the weights file no longer matches the SHA-256 recorded in the config, so the
+    checksum that :func:`cxr.weights.load_model` verifies stays true. Written atomically.
+    """
+    folder = Path(folder)
+    recorded = config.metadata.get("weights_sha256")
+    if recorded and sha256_of(folder / WEIGHTS_FILE) != recorded:
+        raise WeightsError(f"{folder / WEIGHTS_FILE} does not match the SHA-256 in its {CONFIG_FILE}; not updating.")
+    tmp = folder / f".{CONFIG_FILE}.tmp"
+    config.save(tmp)
+    os.replace(tmp, folder / CONFIG_FILE)
+    return folder / CONFIG_FILE
+
+
+# ---------------------------------------------------------------- data
+
+
+def load_split(data_dir: Path, weights: Path, split_file: Path | None) -> tuple[Split, str]:
+    """The split the weights were trained with (``split.json`` next to them), else the official one."""
+    by_name = records_by_name(read_data_entry(find_data_entry(data_dir)))
+    path = split_file or (weights / SPLIT_FILE)
+    if path.is_file():
+        return read_split(path, by_name), f"{path.name} of the weights"
+    return official_split(data_dir), "official NIH lists (validation: 10% of train_val patients, seed 0)"
+
+
+def open_cache(data_dir: Path, cache_dir: Path | None, image_size: int, records: Sequence[Record]) -> ImageCache | None:
+    """The prepared cache if it holds every record at the model's size; None to decode the files."""
+    folder = cache_dir or default_cache_dir(data_dir, image_size)
+    try:
+        cache = ImageCache.open(folder)
+    except CacheError:
+        if cache_dir:
+            raise
+        return None
+    if cache.image_size != image_size or cache.not_ready([r.image for r in records]):
+        if cache_dir:
+            raise CacheError(f"{folder} does not hold every image of the split at {image_size} px.")
+        return None
+    return cache
+
+
+def localization_cases(
+    boxes_by_image: dict[str, list], maps: dict[str, np.ndarray], images: dict[str, Path], labels: Sequence[str]
+) -> Iterator[LocalizationCase]:
+    """One case per (image, label) with boxes: that label's map upsampled to the image's own size."""
+    for name, boxes in sorted(boxes_by_image.items()):
+        with Image.open(images[name]) as image:
+            width, height = image.size  # header only: no pixels decoded
+        by_label: dict[str, list] = {}
+        for box in boxes:
+            by_label.setdefault(box.label, []).append((box.x, box.y, box.w, box.h))
+        for label, truth in sorted(by_label.items()):
+            if label in labels:
+                heatmap = upsample_map(maps[name][labels.index(label)], Letterbox(height, width))
+                yield LocalizationCase(name, label, heatmap, tuple(truth))
+
+
+def find_bbox_list(data_dir: Path) -> Path | None:
+    return next((p for p in (data_dir / BBOX_LIST, data_dir / f"{BBOX_LIST}.gz") if p.is_file()), None)
+
+
+# ---------------------------------------------------------------- the command
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m train evaluate",
+        description="Evaluate a weights folder on one split: metrics.json, report.md and plots.",
+    )
+    parser.add_argument("--weights", type=Path, required=True, help="weights folder (config.json + model.safetensors)")
+    parser.add_argument("--data-dir", type=Path, required=True, help="NIH root: Data_Entry, split lists, images")
+    parser.add_argument("--split", choices=("test", "val"), default="test", help="split to evaluate (default test)")
+    parser.add_argument("--out", type=Path, help="output folder (default WEIGHTS/evaluation)")
+    parser.add_argument("--split-file", type=Path, help="split.json to use (default WEIGHTS/split.json, else official)")
+    parser.add_argument("--cache-dir", type=Path, help="prepared cache (default DATA_DIR/cache-SIZE when complete)")
+    parser.add_argument("--bbox-list", type=Path, help="BBox_List_2017.csv (default: in DATA_DIR)")
+    parser.add_argument("--relabels", type=Path, help="Google adjudicated labels csv(.gz) (default: in DATA_DIR)")
+    parser.add_argument("--calibrate", action="store_true", help="fit per-label temperatures on the validation split")
+    parser.add_argument(
+        "--update-config",
+        action="store_true",
+        help="store the headline numbers (and fitted temperatures) in WEIGHTS/config.json for the app",
+    )
+    parser.add_argument("--bootstrap", type=int, default=1000, help="patient bootstrap resamples (default 1000)")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), help="DataLoader workers")
+    parser.add_argument("--device", help="cuda / cpu (default: cuda when available)")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    """Entry point of ``python -m train evaluate``."""
+    args = _parser().parse_args(argv)
+    try:
+        metrics, out = evaluate(args)
+    except (DataError, WeightsError, CacheError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(
+        f"{metrics['split']}: {metrics['n_images']} images, mean AUROC {metrics['mean_auroc']:.4f} "
+        f"(95% CI {metrics['mean_auroc_ci'][0]:.4f}-{metrics['mean_auroc_ci'][1]:.4f}), "
+        f"ChestX-ray8 labels {metrics['mean_auroc_chestxray8']:.4f}; report in {out / 'report.md'}"
+    )
+    return 0
+
+
+def evaluate(args: argparse.Namespace) -> tuple[dict[str, Any], Path]:
+    """Run the whole evaluation described by the parsed arguments; returns the metrics and the output folder."""
+    weights = args.weights
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model = load_model(weights, map_location=device)
+    config = model.config
+    split, split_source = load_split(args.data_dir, weights, args.split_file)
+    records = getattr(split, args.split)
+    needed = records + (split.val if args.calibrate else [])
+    if not records:
+        raise DataError(f"The {args.split} split is empty.")
+    if args.calibrate and (args.split == "val" or not split.val):
+        raise DataError(
+            "--calibrate fits temperatures on the validation split: evaluate the test split, with a val split."
+        )
+    cache = open_cache(args.data_dir, args.cache_dir, config.image_size, needed)
+    images = find_images(args.data_dir)
+    if cache is None:
+        missing = [r.image for r in needed if r.image not in images]
+        if missing:
+            raise DataError(
+                f"{len(missing)} of {len(needed)} images are neither under {args.data_dir} nor in a prepared cache "
+                f"(e.g. {missing[0]})."
+            )
+
+    bbox_path = args.bbox_list or find_bbox_list(args.data_dir)
+    names = {r.image for r in records}
+    boxes = [b for b in read_bbox_list(bbox_path) if b.image in names] if bbox_path else []
+    boxes_by_image: dict[str, list] = {}
+    for box in boxes:
+        boxes_by_image.setdefault(box.image, []).append(box)
+    localizable = {name for name in boxes_by_image if name in images}
+
+    run = {"batch_size": args.batch_size, "workers": args.workers, "precision": args.precision}
+    predictions = predict_records(
+        model, records, images=images, cache=cache, keep_maps=localizable, description=args.split, **run
+    )
+    y_true = label_matrix(records, config.labels)
+    scaling = None
+    if args.calibrate:
+        val = predict_records(model, split.val, images=images, cache=cache, description="val (calibration)", **run)
+        before = calibration.probabilities(predictions.logits, np.asarray(config.temperatures))
+        config, scaling = fit_temperature_scaling(config, val.logits, label_matrix(split.val, config.labels))
+        scaling["mean_ece_before"] = float(
+            np.mean(
+                [calibration.expected_calibration_error(y_true[:, k], before[:, k]) for k in range(y_true.shape[1])]
+            )
+        )
+
+    settings = BootstrapSettings(n_resamples=args.bootstrap, seed=args.seed)
+    patients = np.array([r.patient_id for r in records])
+    metrics: dict[str, Any] = {
+        "format_version": METRICS_FORMAT,
+        "split": args.split,
+        "split_source": split_source,
+        "dataset": dataset_name(args.data_dir),
+        "created": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "weights": {
+            "name": weights.resolve().name,
+            "sha256": config.metadata.get("weights_sha256"),
+            "trunk": config.trunk,
+            "image_size": config.image_size,
+            "trained": config.trained,
+        },
+        "bootstrap": dataclasses.asdict(settings),
+        "input": "prepared cache (8-bit)" if cache is not None else "image files (cxr.io.load_image)",
+    }
+    metrics.update(classification_metrics(y_true, predictions.logits, patients, config, settings))
+    if scaling:
+        scaling["mean_ece_after"] = metrics["calibration"]["mean_ece"]
+        scaling["stored_in_config"] = bool(args.update_config)
+        metrics["temperature_scaling"] = scaling
+    probability = calibration.probabilities(predictions.logits, np.asarray(config.temperatures))
+    metrics["subgroups"] = subgroup_auroc(
+        y_true, probability, patients, subgroup_attributes(records), config.labels, settings
+    )
+    metrics["published"] = {
+        p.name: {"split": p.split, "official_split": p.official_split, "mean_auroc": p.mean_auroc} for p in PUBLISHED
+    }
+    if localizable:
+        cases = localization_cases(
+            {n: boxes_by_image[n] for n in localizable}, predictions.maps, images, list(config.labels)
+        )
+        metrics["localization"] = evaluate_localization(cases)
+    else:
+        metrics["localization_skipped"] = (
+            "no BBox_List_2017.csv in the data folder"
+            if not bbox_path
+            else f"no box of {bbox_path.name} is on an image file of the {args.split} split"
+        )
+    relabel_path = args.relabels or find_relabels(args.data_dir)
+    relabels = None
+    if relabel_path:
+        relabels = relabel_auroc(records, probability, list(config.labels), read_relabels(relabel_path), settings)
+    if relabels:
+        metrics["relabels"] = relabels
+    else:
+        metrics["relabels_skipped"] = (
+            "no adjudicated label file in the data folder"
+            if not relabel_path
+            else f"no image of the {args.split} split has an adjudicated label"
+        )
+
+    out = args.out or weights / EVALUATION_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    plots = write_plots(y_true, probability, metrics, out)
+    metrics["plots"] = plots
+    (out / METRICS_FILE).write_text(json.dumps(metrics, indent=1) + "\n", encoding="utf-8")
+    write_report(metrics, out, plots)
+    if args.update_config:
+        updated = config.replace(metadata={**config.metadata, "evaluation": evaluation_summary(metrics)})
+        save_config_keeping_weights(weights, updated)
+    return metrics, out
