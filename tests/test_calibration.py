@@ -113,6 +113,12 @@ def test_converted_thresholds_keep_every_decision(old: np.ndarray) -> None:
         np.testing.assert_allclose(converted, expit(np.log(thresholds / (1 - thresholds)) / new))
 
 
+def test_unchanged_temperatures_keep_thresholds_exactly() -> None:
+    thresholds = np.array([0.485, 0.3170001, 0.9])
+    t = np.array([1.0, 2.5, 0.7])
+    assert convert_thresholds(thresholds, t, t).tolist() == thresholds.tolist()
+
+
 def test_converted_thresholds_stay_valid_config_values() -> None:
     t = convert_thresholds(np.array([1 - 1e-6, 1e-6]), np.ones(2), np.full(2, TEMPERATURE_BOUNDS[0]))
     assert (t > 0).all() and (t < 1).all()

@@ -98,5 +98,6 @@ def convert_thresholds(thresholds: np.ndarray, old: np.ndarray, new: np.ndarray)
     Results are kept inside [1e-6, 1 - 1e-6], since a config threshold must lie strictly in (0, 1).
     """
     t = np.asarray(thresholds, dtype=np.float64)
-    converted = expit(logit(t) * np.asarray(old, dtype=np.float64) / np.asarray(new, dtype=np.float64))
-    return np.clip(converted, 1e-6, 1 - 1e-6)
+    old, new = np.asarray(old, dtype=np.float64), np.asarray(new, dtype=np.float64)
+    converted = np.clip(expit(logit(t) * old / new), 1e-6, 1 - 1e-6)
+    return np.where(old == new, t, converted)  # an unchanged temperature keeps its threshold bit for bit

@@ -11,6 +11,7 @@ comparison with published results. ``--update-config`` stores the headline numbe
 from __future__ import annotations
 
 import argparse
+import csv
 import dataclasses
 import datetime
 import json
@@ -57,6 +58,7 @@ from train.subgroups import subgroup_attributes, subgroup_auroc
 
 METRICS_FORMAT = 1
 METRICS_FILE = "metrics.json"
+PREDICTIONS_FILE = "predictions.csv"
 EVALUATION_DIR = "evaluation"
 SPLIT_FILE = "split.json"
 CALIBRATION_BINS = 10
@@ -188,6 +190,16 @@ def save_config_keeping_weights(folder: str | Path, config: ModelConfig) -> Path
     config.save(tmp)
     os.replace(tmp, folder / CONFIG_FILE)
     return folder / CONFIG_FILE
+
+
+def write_predictions(path: Path, records: Sequence[Record], probability: np.ndarray, labels: Sequence[str]) -> Path:
+    """One row per image: name, patient, then the probability of every label (what the app would show)."""
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["image", "patient_id", *labels])
+        for record, row in zip(records, probability, strict=True):
+            writer.writerow([record.image, record.patient_id, *(f"{p:.6f}" for p in row)])
+    return path
 
 
 # ---------------------------------------------------------------- data
@@ -393,6 +405,7 @@ def evaluate(args: argparse.Namespace) -> tuple[dict[str, Any], Path]:
     plots = write_plots(y_true, probability, metrics, out)
     metrics["plots"] = plots
     (out / METRICS_FILE).write_text(json.dumps(metrics, indent=1) + "\n", encoding="utf-8")
+    write_predictions(out / PREDICTIONS_FILE, records, probability, config.labels)
     write_report(metrics, out, plots)
     if args.update_config:
         updated = config.replace(metadata={**config.metadata, "evaluation": evaluation_summary(metrics)})
