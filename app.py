@@ -42,12 +42,13 @@ SESSION_TTL_S = 1800  # a result (decoded image + maps) stays in the server's me
 SESSIONS_KEPT = 200  # at most this many sessions' results in memory (about 5 MB each)
 DEFAULT_OPACITY = 0.5
 POSITIVE_MARK = "▲"
+REFUSED = "Cannot read this file"
 
 CSS = """
 .cxr-note {border-left: 4px solid #1d4ed8; background: #eff6ff; padding: 10px 14px !important; border-radius: 6px;}
 .cxr-untrained {border-left: 4px solid #b91c1c; background: #fef2f2; padding: 10px 14px !important;
   border-radius: 6px; color: #7f1d1d;}
-.cxr-caption {font-size: 1.05rem; min-height: 2.2em;}
+#caption {font-size: 1.05rem; min-height: 2.2em;}
 footer {visibility: visible;}
 """
 
@@ -115,7 +116,7 @@ def build_demo(served: ServedModel, forget_after_s: int = 120) -> gr.Blocks:
                             label="Grad-CAM heatmap", show_label=False, type="numpy", format="png",
                             interactive=False, buttons=["download", "fullscreen"], elem_id="overlay",
                         )  # fmt: skip
-                caption = gr.Markdown("Upload a chest X-ray to see findings.", elem_classes="cxr-caption")
+                caption = gr.Markdown("Upload a chest X-ray to see findings.", elem_id="caption")
                 with gr.Row():
                     label = gr.Dropdown(
                         choices=labels, value=labels[0], label="Heatmap for", scale=3, elem_id="label-choice"
@@ -131,8 +132,13 @@ def build_demo(served: ServedModel, forget_after_s: int = 120) -> gr.Blocks:
 
         def analyse_upload(path: str | None, opacity_value: float):
             if path is None:
-                return None, None, None, None, gr.update(choices=labels, value=labels[0]), "", None
-            prediction = _predict(served, path)
+                return _cleared(labels, "Upload a chest X-ray to see findings.")
+            try:
+                prediction = _predict(served, path)
+            except gr.Error as err:
+                # Clear the previous image's results: they must never sit next to another file's name.
+                gr.Warning(err.message, title=REFUSED)
+                return _cleared(labels, f"**{REFUSED}.** {err.message}")
             shown = top_label(prediction)
             return (
                 prediction,
@@ -188,7 +194,12 @@ def _predict(served: ServedModel, path: str) -> Prediction:
         return served.predictor.predict(path)
     except InvalidImageError as err:
         log.info("Refused an upload: %s", err)  # the message never quotes file contents or DICOM elements
-        raise gr.Error(str(err), title="Cannot read this file") from None
+        raise gr.Error(str(err), title=REFUSED) from None
+
+
+def _cleared(labels: list[str], message: str) -> tuple:
+    """Outputs of the upload event with no result: empty panels and ``message`` under the images."""
+    return None, None, None, None, gr.update(choices=labels, value=labels[0]), message, None
 
 
 def _grayscale_uint8(image: np.ndarray) -> np.ndarray:
