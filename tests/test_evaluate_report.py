@@ -1,0 +1,105 @@
+"""Report rendering and published baselines: tables carry metrics.json's numbers; the transcription is checked."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cxr.config import ModelConfig
+from cxr.labels import CHESTXRAY8_LABELS, CHESTXRAY14_LABELS
+from train.bootstrap import BootstrapSettings
+from train.evaluate import classification_metrics, evaluation_summary
+from train.published import CHEXNET_2017, PUBLISHED, WANG_2017
+from train.report import (
+    comparison_table,
+    number,
+    per_label_table,
+    percent,
+    render_report,
+    table,
+    with_ci,
+    write_plots,
+)
+from train.subgroups import subgroup_auroc
+
+
+@pytest.mark.parametrize("result", PUBLISHED, ids=lambda p: p.name)
+def test_published_per_label_values_reproduce_the_reported_means(result) -> None:
+    assert list(result.per_label) == list(CHESTXRAY14_LABELS)
+    assert np.mean(list(result.per_label.values())) == pytest.approx(result.mean_auroc, abs=5e-4)
+
+
+def test_only_wang_is_on_the_official_split() -> None:
+    assert WANG_2017.official_split and not CHEXNET_2017.official_split
+    assert "NOT the official" in CHEXNET_2017.split
+
+
+def test_formatting_helpers() -> None:
+    assert number(0.81234) == "0.812" and number(None) == "–" and number(float("nan")) == "–"
+    assert percent(0.1234) == "12.3%" and percent(None) == "–"
+    assert with_ci(0.8, [0.75, 0.85]) == "0.800 (0.750–0.850)"
+    assert with_ci(0.8, [None, None]) == "0.800"
+    assert table(["A", "B"], [["x", "1"]]) == "| A | B |\n| :--- | ---: |\n| x | 1 |"
+
+
+@pytest.fixture(scope="module")
+def metrics() -> dict:
+    rng = np.random.default_rng(0)
+    n = 400
+    y = (rng.random((n, 14)) < 0.2).astype(np.float32)
+    logits = rng.normal(size=(n, 14)) + 1.5 * y
+    patients = np.repeat(np.arange(n // 2), 2)
+    config = ModelConfig(trained=True, thresholds=tuple(np.linspace(0.2, 0.6, 14)))
+    settings = BootstrapSettings(n_resamples=50)
+    m = classification_metrics(y, logits, patients, config, settings)
+    attributes = {"sex": list(np.where(patients % 2, "M", "F")), "view": ["PA"] * 300 + ["AP"] * 100}
+    probability = 1 / (1 + np.exp(-logits))
+    m.update(
+        split="test",
+        dataset="synthetic (python -m train synth)",
+        created="2026-01-01 00:00 UTC",
+        weights={"name": "w", "sha256": "ab" * 32, "trunk": "resnet50", "image_size": 512, "trained": True},
+        bootstrap={"n_resamples": 50, "confidence": 0.95},
+        subgroups=subgroup_auroc(y, probability, patients, attributes, config.labels, settings),
+    )
+    m["_arrays"] = (y, probability)
+    return m
+
+
+def test_per_label_table_rows_carry_the_metrics(metrics) -> None:
+    rows = per_label_table(metrics).splitlines()[2:]
+    assert len(rows) == 14
+    for row, label in zip(rows, CHESTXRAY14_LABELS, strict=True):
+        m = metrics["per_label"][label]
+        assert row.startswith(f"| {label.replace('_', ' ')} | {m['n_positive']} |")
+        assert with_ci(m["auroc"], m["auroc_ci"]) in row and number(m["auprc"]) in row
+
+
+def test_comparison_table_means_and_split_note(metrics) -> None:
+    text = comparison_table(metrics)
+    assert "**0.745**" in text and "**0.841**" in text
+    wang8 = np.mean([WANG_2017.per_label[label] for label in CHESTXRAY8_LABELS])
+    assert f"**{wang8:.3f}**" in text
+    assert "CheXNet (Rajpurkar et al. 2017) ¹" in text and "¹ CheXNet" in text
+
+
+def test_full_report_and_plots(metrics, tmp_path) -> None:
+    y, probability = metrics["_arrays"]
+    plots = write_plots(y, probability, {k: v for k, v in metrics.items() if k != "_arrays"}, tmp_path)
+    assert set(plots) == {"roc", "pr", "auroc", "reliability", "subgroups"}  # no localization data here
+    assert all((tmp_path / name).stat().st_size > 10_000 for name in plots.values())
+    report = render_report(metrics, plots)
+    assert report.startswith("# Evaluation of w on the test split")
+    assert "Not measured: no bounding boxes for this split." in report
+    assert "## Subgroups" in report and "**Largest gap:" in report
+    assert "chosen on the validation split" in report
+    for name in plots.values():
+        assert f"]({name})" in report
+
+
+def test_evaluation_summary_for_the_app(metrics) -> None:
+    summary = evaluation_summary({k: v for k, v in metrics.items() if k != "_arrays"})
+    assert summary["mean_auroc"] == metrics["mean_auroc"]
+    assert summary["per_label_auroc"] == {label: metrics["per_label"][label]["auroc"] for label in CHESTXRAY14_LABELS}
+    assert summary["split"] == "test" and summary["n_images"] == 400
+    assert "pointing_game" not in summary
