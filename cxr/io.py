@@ -18,7 +18,7 @@ from typing import BinaryIO
 import numpy as np
 import pydicom
 from PIL import Image, ImageOps, UnidentifiedImageError
-from pydicom.errors import InvalidDicomError
+from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
 MAX_FILE_BYTES = 64 * 2**20  # far above any plain radiograph; bounds memory per request
@@ -213,13 +213,13 @@ def _decode_dicom(data: bytes, force: bool) -> np.ndarray:
     # (which may quote values) out of tracebacks and logs.
     try:
         ds = pydicom.dcmread(io.BytesIO(data), force=force, specific_tags=DICOM_PIXEL_TAGS)
-    except (InvalidDicomError, *_DECODE_ERRORS):
+    except (InvalidDicomError, BytesLengthException, *_DECODE_ERRORS):
         raise InvalidImageError("The DICOM file is damaged or not a DICOM file and cannot be read.") from None
     try:
         return _dicom_pixels(ds)
     except InvalidImageError:
         raise
-    except _DECODE_ERRORS:
+    except (BytesLengthException, *_DECODE_ERRORS):
         raise InvalidImageError(_undecodable_message(ds)) from None
 
 

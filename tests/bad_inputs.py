@@ -166,6 +166,8 @@ def build_corpus() -> list[Case]:
         ),
         Case("truncated.dcm", real_dicom[: len(real_dicom) // 2], "error"),
         Case("tiny.dcm", _dicom(np.zeros((2, 2), np.uint8)), "error"),
+        # Found by tests/fuzz_decode.py: a file-meta element whose length fits no value of its VR.
+        Case("bad_meta_length.dcm", b"\x00" * 128 + b"DICM" + b"\x02\x00\x00\x00UL\x03\x00abc" + b"\x00" * 64, "error"),
         Case("garbage.dcm", b"\x00" * 128 + b"DICM" + np.random.default_rng(2).bytes(2000), "error"),
         # Legitimate, if unusual, images: each must decode to a sensible [0, 1] image.
         Case("real_nih.png", real_png, "ok", _is_range(0.0, 1.0)),
