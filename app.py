@@ -49,7 +49,6 @@ CSS = """
 .cxr-untrained {border-left: 4px solid #b91c1c; background: #fef2f2; padding: 10px 14px !important;
   border-radius: 6px; color: #7f1d1d;}
 #caption {font-size: 1.05rem; min-height: 2.2em;}
-footer {visibility: visible;}
 """
 
 
@@ -164,8 +163,14 @@ def build_demo(served: ServedModel, forget_after_s: int = 120) -> gr.Blocks:
             api_visibility="private",
             **model_events,
         )
-        label.input(redraw, [result, label, opacity], [overlay, caption], api_visibility="private", **render_events)
-        opacity.release(redraw, [result, label, opacity], [overlay, caption], api_visibility="private", **render_events)
+        gr.on(
+            [label.input, opacity.release],
+            redraw,
+            inputs=[result, label, opacity],
+            outputs=[overlay, caption],
+            api_visibility="private",
+            **render_events,
+        )
 
         def predict(image: str) -> tuple[dict[str, Any], np.ndarray]:
             """All labels' probabilities, thresholds and positives, and the most probable label's heatmap."""
@@ -194,7 +199,7 @@ def _predict(served: ServedModel, path: str) -> Prediction:
         return served.predictor.predict(path)
     except InvalidImageError as err:
         log.info("Refused an upload: %s", err)  # the message never quotes file contents or DICOM elements
-        raise gr.Error(str(err), title=REFUSED) from None
+        raise gr.Error(str(err), title=REFUSED, print_exception=False) from None  # logged above
 
 
 def _cleared(labels: list[str], message: str) -> tuple:

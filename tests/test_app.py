@@ -88,6 +88,8 @@ def test_cam_endpoint_draws_the_chosen_label_with_its_probability(client: Client
         _assert_same_picture(overlays[label], expected.overlay(label, opacity=0.7))
     changed = np.abs(overlays["Effusion"].astype(int) - overlays["Cardiomegaly"].astype(int)).max(axis=2) > 10
     assert changed.mean() > 0.05  # two labels' maps differ across much of the image
+    with pytest.raises(AppError, match="Fracture is not in the list of choices"):
+        client.predict(handle_file(str(image)), "Fracture", 0.5, api_name="/cam")
 
 
 def test_model_info_names_the_served_weights(client: Client, tiny_weights: Path) -> None:
