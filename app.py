@@ -118,9 +118,12 @@ def build_demo(served: ServedModel, forget_after_s: int = 120) -> gr.Blocks:
                 caption = gr.Markdown("Upload a chest X-ray to see findings.", elem_id="caption")
                 with gr.Row():
                     label = gr.Dropdown(
-                        choices=labels, value=labels[0], label="Heatmap for", scale=3, elem_id="label-choice"
+                        choices=labels, value=labels[0], label="Heatmap for", scale=3, min_width=260,
+                        elem_id="label-choice",
+                    )  # fmt: skip
+                    opacity = gr.Slider(
+                        0.0, 1.0, value=DEFAULT_OPACITY, step=0.05, label="Heatmap opacity", scale=2, min_width=200
                     )
-                    opacity = gr.Slider(0.0, 1.0, value=DEFAULT_OPACITY, step=0.05, label="Heatmap opacity", scale=2)
         with gr.Accordion("About the model and these weights", open=False):
             gr.Markdown(about_markdown(served))
         if served.model_card:
