@@ -8,13 +8,14 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-from cxr.io import InvalidImageError, load_image
+from cxr.io import MAX_FILE_BYTES, InvalidImageError, load_image
 from cxr.labels import CHESTXRAY14_LABELS
 from cxr.predictor import Predictor
 from cxr.weights import sha256_of
@@ -112,6 +113,18 @@ def test_every_bad_file_gets_its_readable_message_and_the_server_keeps_serving(c
             client.predict(handle_file(str(path)), api_name="/predict")
         assert str(got.value) == str(expected.value), case.name
     answer, _ = client.predict(handle_file(str(NIH_EXAMPLES[1])), api_name="/predict")
+    assert len(answer["probabilities"]) == 14
+
+
+def test_uploads_over_the_size_limit_are_refused_by_the_server(client: Client, app: LiveApp, tmp_path) -> None:
+    huge = tmp_path / "huge.png"
+    with open(huge, "wb") as f:
+        f.truncate(MAX_FILE_BYTES + 1)
+    with open(huge, "rb") as f:  # straight to the upload route: gradio_client would refuse it before sending
+        response = httpx.post(f"{app.url}gradio_api/upload", files={"files": ("huge.png", f)}, timeout=120)
+    assert response.status_code == 413 and f"maximum allowed size of {MAX_FILE_BYTES} bytes" in response.text
+    assert not _files_named(app.upload_dir, "huge.png")
+    answer, _ = client.predict(handle_file(str(NIH_EXAMPLES[0])), api_name="/predict")
     assert len(answer["probabilities"]) == 14
 
 
