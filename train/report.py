@@ -257,8 +257,8 @@ def render_report(metrics: Metrics, plots: dict[str, str]) -> str:
         _image(plots, "auroc", "AUROC with 95% CI per finding"),
         _image(plots, "roc", "ROC curves"),
         _image(plots, "pr", "Precision-recall curves"),
-        "## At the operating thresholds\n\n" + _threshold_sentence(metrics) + "\n\n" + operating_point_table(metrics),
-        "## Calibration\n\n" + _temperature_sentence(metrics) + "\n\n" + calibration_table(metrics),
+        "## At the operating thresholds\n\n" + threshold_sentence(metrics) + "\n\n" + operating_point_table(metrics),
+        "## Calibration\n\n" + temperature_sentence(metrics) + "\n\n" + calibration_table(metrics),
         _image(plots, "reliability", "Reliability diagrams"),
         "## Subgroups\n\n" + subgroup_gap_sentence(metrics) + "\n\n" + subgroup_table(metrics),
         _image(plots, "subgroups", "Mean AUROC by subgroup"),
@@ -271,6 +271,7 @@ def render_report(metrics: Metrics, plots: dict[str, str]) -> str:
 
 
 def localization_section(metrics: Metrics) -> str:
+    """Protocol in words and the T(IoBB) table, or why localization was not measured."""
     localization = metrics.get("localization")
     if not localization:
         reason = metrics.get("localization_skipped", "no bounding boxes for this split")
@@ -290,6 +291,7 @@ def localization_section(metrics: Metrics) -> str:
 
 
 def relabel_section(metrics: Metrics) -> str:
+    """The adjudicated-label table, or why it is absent."""
     relabels = metrics.get("relabels")
     if not relabels:
         reason = metrics.get("relabels_skipped", "no adjudicated labels for these images")
@@ -302,7 +304,8 @@ def relabel_section(metrics: Metrics) -> str:
     )
 
 
-def _threshold_sentence(metrics: Metrics) -> str:
+def threshold_sentence(metrics: Metrics) -> str:
+    """How the per-label thresholds came about (or that they are placeholders)."""
     if not metrics["weights"]["trained"]:
         return (
             "**These weights are untrained**: their thresholds are 0.5 placeholders, not operating points. "
@@ -314,7 +317,8 @@ def _threshold_sentence(metrics: Metrics) -> str:
     )
 
 
-def _temperature_sentence(metrics: Metrics) -> str:
+def temperature_sentence(metrics: Metrics) -> str:
+    """Which temperatures the probabilities use, and what fitting them did to ECE."""
     scaling = metrics.get("temperature_scaling")
     if not scaling:
         return "Probabilities as served by the app (the temperatures in `config.json`). ECE uses 10 equal-width bins."
@@ -457,9 +461,10 @@ def plot_subgroups(metrics: Metrics, folder: Path) -> str | None:
             g = entry["groups"][name]
             if g["mean_auroc"] is None:
                 continue
-            lo, hi = g["mean_auroc_ci"]
-            error = [[g["mean_auroc"] - lo], [hi - g["mean_auroc"]]]
-            ax.errorbar(i, g["mean_auroc"], yerr=error, fmt="o", color="C0", capsize=3)
+            # A percentile interval of a tiny group need not contain the estimate: draw it as a bar.
+            if None not in g["mean_auroc_ci"]:
+                ax.plot([i, i], g["mean_auroc_ci"], color="C0", lw=2, solid_capstyle="butt")
+            ax.plot(i, g["mean_auroc"], "o", color="C0", ms=6)
         ax.set_xlim(-0.6, len(names) - 0.4)
         ax.set_xticks(range(len(names)), [f"{n}\n(n={entry['groups'][n]['n_images']:,})" for n in names], fontsize=7)
         ax.set_title(f"{attribute} ({len(entry['labels_compared'])} labels)", fontsize=9)

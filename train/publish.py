@@ -1,0 +1,363 @@
+"""``python -m train publish``: fill the model card and upload a weights folder to the Hub in one commit.
+
+The folder that is uploaded is staged first: the weights folder's own files (``config.json`` with
+the evaluation's headline numbers in ``metadata["evaluation"]``, ``model.safetensors``, the split
+and training logs), ``README.md`` rendered from the repository's ``model_card.md`` template with
+the numbers of ``metrics.json``, ``metrics.json`` itself, and the evaluation report and plots under
+``evaluation/``. The staged folder must load with :func:`cxr.weights.load_model` before anything is
+sent. The upload is a single ``upload_folder`` commit; its hash is printed for the Space to pin.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData, get_token
+from huggingface_hub.errors import HfHubHTTPError
+
+from cxr.config import ModelConfig
+from cxr.labels import CHESTXRAY8_LABELS, CHESTXRAY14_LABELS
+from cxr.weights import CONFIG_FILE, PICKLE_SUFFIXES, WEIGHTS_FILE, WeightsError, load_config, load_model, sha256_of
+from train import report
+from train.evaluate import EVALUATION_DIR, METRICS_FILE, SPLIT_FILE, evaluation_summary
+from train.published import WANG_2017
+
+CARD_TEMPLATE = Path(__file__).resolve().parents[1] / "model_card.md"
+CARD_FILE = "README.md"
+# The Hub's copy of NIH's release (images, Data_Entry_2017_v2020, the official split lists, boxes).
+DEFAULT_DATASET_ID = "alkzar90/NIH-Chest-X-ray-dataset"
+LICENSE = "mit"  # the project's license; NIH places no restriction on the images (attribution required)
+TAGS = [
+    "medical-imaging",
+    "radiology",
+    "chest-x-ray",
+    "chestxray14",
+    "multi-label-image-classification",
+    "grad-cam",
+    "weakly-supervised-localization",
+    "pytorch",
+    "safetensors",
+]
+FILE_DESCRIPTIONS = {
+    CONFIG_FILE: "labels, input contract, per-label thresholds and temperatures, provenance, evaluation summary",
+    WEIGHTS_FILE: "the weights (safetensors; never pickle)",
+    CARD_FILE: "this model card",
+    METRICS_FILE: "every number of the evaluation (JSON)",
+    SPLIT_FILE: "the train / validation / test image names used",
+    "metrics.jsonl": "training log, one JSON object per epoch",
+}
+NIH_DATA = (
+    "NIH ChestX-ray14 (Wang et al. 2017): 112,120 frontal chest radiographs of 30,805 patients from the NIH "
+    "Clinical Center, released as 1024 × 1024 8-bit PNGs with 14 findings mined from the radiology reports "
+    "(`Data_Entry_2017_v2020.csv`). The official split puts 86,524 images in `train_val_list.txt` and 25,596 "
+    "in `test_list.txt`, patient-disjoint. NIH's terms place no restriction on the use of the images but "
+    "require linking to the NIH download site, citing Wang et al. (CVPR 2017) and acknowledging the NIH "
+    "Clinical Center as the data provider — see the last section."
+)
+WANG_BIBTEX = """```bibtex
+@inproceedings{wang2017chestxray8,
+  title     = {ChestX-ray8: Hospital-scale Chest X-ray Database and Benchmarks on Weakly-Supervised
+               Classification and Localization of Common Thorax Diseases},
+  author    = {Wang, Xiaosong and Peng, Yifan and Lu, Le and Lu, Zhiyong and Bagheri, Mohammadhadi and
+               Summers, Ronald M.},
+  booktitle = {IEEE Conference on Computer Vision and Pattern Recognition (CVPR)},
+  pages     = {3462--3471},
+  year      = {2017}
+}
+```"""
+
+
+class PublishError(RuntimeError):
+    """Something to fix before publishing; the message says what."""
+
+
+# ---------------------------------------------------------------- inputs
+
+
+def read_metrics(weights: Path, evaluation: Path) -> dict[str, Any]:
+    """The evaluation's metrics.json, checked to belong to these very weights."""
+    path = evaluation / METRICS_FILE
+    if not path.is_file():
+        raise PublishError(
+            f"No {path}: evaluate first, e.g. `python -m train evaluate --weights {weights} --data-dir NIH_ROOT`. "
+            "A model card without measured numbers is not published."
+        )
+    metrics = json.loads(path.read_text(encoding="utf-8"))
+    weights_sha = sha256_of(weights / WEIGHTS_FILE)
+    if metrics.get("weights", {}).get("sha256") != weights_sha:
+        raise PublishError(f"{path} was computed for other weights (SHA-256 differs); evaluate these weights again.")
+    return metrics
+
+
+# ---------------------------------------------------------------- the model card
+
+
+def card_metadata(config: ModelConfig, metrics: dict[str, Any], repo_id: str, dataset_id: str) -> ModelCardData:
+    """The YAML front matter: license, datasets, tags, pipeline tag and model-index results."""
+    synthetic = is_synthetic(metrics)
+    dataset_type = "cxr-synthetic" if synthetic else dataset_id
+    dataset_name = f"{metrics['dataset']}, {metrics['split']} split"
+    results = [
+        (f"Mean AUROC ({len(config.labels)} findings)", metrics["mean_auroc"]),
+        ("Mean AUROC (8 ChestX-ray8 findings)", metrics["mean_auroc_chestxray8"]),
+        *[(f"AUROC {report.pretty(label)}", m["auroc"]) for label, m in metrics["per_label"].items()],
+    ]
+    eval_results = [
+        EvalResult(
+            task_type="image-classification",
+            task_name="Multi-label chest X-ray classification",
+            dataset_type=dataset_type,
+            dataset_name=dataset_name,
+            dataset_split=metrics["split"],
+            metric_type="roc_auc",
+            metric_name=name,
+            metric_value=round(value, 4),
+        )
+        for name, value in results
+        if value is not None
+    ]
+    return ModelCardData(
+        model_name=repo_id.split("/")[-1],
+        license=LICENSE,
+        pipeline_tag="image-classification",
+        tags=TAGS + (["synthetic-data"] if synthetic else []),
+        datasets=None if synthetic else [dataset_id],
+        metrics=["roc_auc"],
+        eval_results=eval_results,
+    )
+
+
+def is_synthetic(metrics: dict[str, Any]) -> bool:
+    return metrics["dataset"].startswith("synthetic")
+
+
+def render_card(
+    config: ModelConfig,
+    metrics: dict[str, Any],
+    repo_id: str,
+    files: dict[str, int],
+    split_info: dict[str, Any] | None,
+    dataset_id: str = DEFAULT_DATASET_ID,
+    template: Path = CARD_TEMPLATE,
+) -> str:
+    """The model card: ``model_card.md`` filled with these weights' config and evaluation."""
+    synthetic = is_synthetic(metrics)
+    label_set = (
+        "the ChestX-ray14 findings"
+        if tuple(config.labels) == CHESTXRAY14_LABELS
+        else "the ChestX-ray8 findings"
+        if tuple(config.labels) == CHESTXRAY8_LABELS
+        else "custom"
+    )
+    card = ModelCard.from_template(
+        card_metadata(config, metrics, repo_id, dataset_id),
+        template_path=str(template),
+        title=repo_id.split("/")[-1],
+        summary=(
+            f"Multi-label classifier of {len(config.labels)} findings on frontal chest radiographs, with a Grad-CAM "
+            "heatmap for every finding from the same forward pass. Architecture of Wang et al. (CVPR 2017): "
+            f"{config.trunk} trunk with log-sum-exp pooling; trained and evaluated with the open-source `cxr` "
+            "project (`python -m train fit / evaluate / publish`)."
+        ),
+        synthetic=synthetic,
+        trained=config.trained,
+        n_labels=len(config.labels),
+        label_set=label_set,
+        config=config,
+        sha256=config.metadata.get("weights_sha256"),
+        metrics=metrics,
+        headline=report.with_ci(metrics["mean_auroc"], metrics["mean_auroc_ci"])
+        + f" over {len(config.labels)} findings; "
+        + report.with_ci(metrics["mean_auroc_chestxray8"], metrics["mean_auroc_chestxray8_ci"])
+        + f" over the 8 ChestX-ray8 findings (Wang et al. 2017: {WANG_2017.mean_auroc:.3f} over 14)",
+        plots=metrics["plots"],
+        headline_table=report.headline_table(metrics),
+        per_label_table=report.per_label_table(metrics),
+        comparison_table=report.comparison_table(metrics),
+        threshold_sentence=report.threshold_sentence(metrics),
+        operating_point_table=report.operating_point_table(metrics),
+        temperature_sentence=report.temperature_sentence(metrics),
+        calibration_table=report.calibration_table(metrics),
+        subgroup_sentence=report.subgroup_gap_sentence(metrics),
+        subgroup_table=report.subgroup_table(metrics),
+        localization_section=_demote(report.localization_section(metrics)),
+        relabel_section=_demote(report.relabel_section(metrics)),
+        training_table=training_table(config),
+        split_sentence=split_sentence(split_info, metrics),
+        data_paragraph=data_paragraph(metrics),
+        repo_id=repo_id,
+        files_table=files_table(files),
+        citations=WANG_BIBTEX,
+    )
+    return str(card)
+
+
+def _demote(section: str) -> str:
+    """A report section (## heading) as a subsection (###) of the card's Results."""
+    return "#" + section if section.startswith("## ") else section
+
+
+def training_table(config: ModelConfig) -> str:
+    """``metadata["training"]`` as a two-column table (nested values as compact JSON)."""
+    training = config.metadata.get("training")
+    if not training:
+        return "No training record in `config.json` (`metadata.training` is empty)."
+    rows = [
+        [key.replace("_", " "), value if isinstance(value, str) else json.dumps(value)]
+        for key, value in training.items()
+    ]
+    rows.append(["per-label thresholds", "chosen on validation (F1-optimal); see the operating-point table"])
+    return report.table(["Setting", "Value"], rows, "ll")
+
+
+def split_sentence(split_info: dict[str, Any] | None, metrics: dict[str, Any]) -> str:
+    if not split_info:
+        return f"Split: {metrics.get('split_source', 'not recorded')}."
+    counts = ", ".join(f"{len(split_info[name]):,} {name}" for name in ("train", "val", "test") if name in split_info)
+    extras = {k: v for k, v in split_info.items() if k not in ("train", "val", "test", "format")}
+    detail = f" ({', '.join(f'{k} {v}' for k, v in extras.items())})" if extras else ""
+    return (
+        f"Split (`{SPLIT_FILE}`): {counts} images{detail}. Test images come from the official test list; "
+        "validation patients are held out of `train_val_list.txt`, so no patient is in two splits."
+    )
+
+
+def data_paragraph(metrics: dict[str, Any]) -> str:
+    if is_synthetic(metrics):
+        return (
+            "Synthetic images in NIH's layout written by `python -m train synth`: chest-like backgrounds with a "
+            "distinct drawn pattern per finding inside a known box (the boxes are the localization truth). They "
+            "test the pipeline end to end; the real data this card is written for is:\n\n" + NIH_DATA
+        )
+    return NIH_DATA
+
+
+def files_table(files: dict[str, int]) -> str:
+    """What the repo holds: every uploaded file with its size and purpose."""
+    rows = [[f"`{CARD_FILE}`", "", FILE_DESCRIPTIONS[CARD_FILE]]]
+    for name, size in sorted(files.items()):
+        if name.startswith(f"{EVALUATION_DIR}/"):
+            description = "evaluation report, per-image probabilities and plots"
+        else:
+            description = FILE_DESCRIPTIONS.get(name, "training artefact")
+        rows.append([f"`{name}`", _size(size), description])
+    return report.table(["File", "Size", "What"], rows, "lrl")
+
+
+def _size(size: int) -> str:
+    for unit in ("B", "KiB", "MiB"):
+        if size < 1024 or unit == "MiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return ""
+
+
+# ---------------------------------------------------------------- staging
+
+
+def stage(weights: Path, evaluation: Path, repo_id: str, dataset_id: str, folder: Path) -> Path:
+    """Assemble exactly what will be uploaded into ``folder`` (empty or new) and check it loads."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if any(folder.iterdir()):
+        raise PublishError(f"The staging folder {folder} is not empty.")
+    config = load_config(weights)
+    if not config.trained:
+        raise PublishError(f"{weights} holds untrained weights (config.trained is false); they are not published.")
+    metrics = read_metrics(weights, evaluation)
+    skipped = {CARD_FILE, METRICS_FILE, CONFIG_FILE}
+    for path in sorted(weights.iterdir()):
+        if path.is_file() and not path.name.startswith(".") and path.name not in skipped:
+            if path.suffix.lower() in PICKLE_SUFFIXES:
+                raise PublishError(f"{path} is a pickle file; only safetensors are published.")
+            _link_or_copy(path, folder / path.name)
+    (folder / EVALUATION_DIR).mkdir()
+    for path in sorted(evaluation.iterdir()):
+        if path.is_file() and not path.name.startswith("."):
+            _link_or_copy(path, folder / EVALUATION_DIR / path.name)
+    shutil.copyfile(evaluation / METRICS_FILE, folder / METRICS_FILE)
+    summary = evaluation_summary(metrics)
+    config.replace(metadata={**config.metadata, "evaluation": summary}).save(folder / CONFIG_FILE)
+    load_model(folder)  # strict load and checksum: the staged folder is what users will download
+
+    split_path = weights / SPLIT_FILE
+    split_info = json.loads(split_path.read_text(encoding="utf-8")) if split_path.is_file() else None
+    files = {p.relative_to(folder).as_posix(): p.stat().st_size for p in folder.rglob("*") if p.is_file()}
+    card = render_card(load_config(folder), metrics, repo_id, files, split_info, dataset_id)
+    (folder / CARD_FILE).write_text(card, encoding="utf-8")
+    return folder
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    """Hard-link (no copy of a 100 MB weights file) when source and stage share a file system."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+# ---------------------------------------------------------------- upload
+
+
+def upload(folder: Path, repo_id: str, *, private: bool, tag: str | None, message: str) -> str:
+    """Create the repo if needed, upload ``folder`` as one commit, tag it; returns the commit hash."""
+    token = get_token()  # HF_TOKEN, or the cache written by `hf auth login`
+    if not token:
+        raise PublishError("No Hugging Face token: set HF_TOKEN or run `hf auth login` (write access to the repo).")
+    api = HfApi(token=token)
+    api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
+    commit = api.upload_folder(repo_id=repo_id, repo_type="model", folder_path=folder, commit_message=message)
+    if tag:
+        api.create_tag(repo_id, tag=tag, revision=commit.oid, tag_message=message)
+    return commit.oid
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m train publish",
+        description="Write the model card from the evaluation and upload the weights folder to the Hugging Face "
+        "Hub in one commit (token from HF_TOKEN or `hf auth login`). Prints the commit hash to pin.",
+    )
+    parser.add_argument("--weights", type=Path, required=True, help="weights folder (evaluated)")
+    parser.add_argument("--repo-id", required=True, help="Hub model repo ORG/NAME (created if missing)")
+    parser.add_argument("--private", action="store_true", help="create the repo private")
+    parser.add_argument("--tag", help="also tag the commit (e.g. v0.1.0)")
+    parser.add_argument("--evaluation", type=Path, help="evaluation folder (default WEIGHTS/evaluation)")
+    parser.add_argument("--dataset-id", default=DEFAULT_DATASET_ID, help="Hub dataset id for the card's metadata")
+    parser.add_argument("--stage", type=Path, help="assemble the upload here and keep it (default: a temp folder)")
+    parser.add_argument("--dry-run", action="store_true", help="stage and write the card, upload nothing")
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    """Entry point of ``python -m train publish``."""
+    args = _parser().parse_args(argv)
+    evaluation = args.evaluation or args.weights / EVALUATION_DIR
+    keep = args.stage or (Path(tempfile.mkdtemp(prefix="cxr-publish-")) if args.dry_run else None)
+    try:
+        with tempfile.TemporaryDirectory(prefix="cxr-publish-") as scratch:
+            folder = stage(args.weights, evaluation, args.repo_id, args.dataset_id, keep or Path(scratch))
+            if args.dry_run:
+                print(f"dry run: the upload is staged in {folder} (model card: {folder / CARD_FILE})")
+                return 0
+            metrics = json.loads((folder / METRICS_FILE).read_text(encoding="utf-8"))
+            message = (
+                f"cxr weights {sha256_of(folder / WEIGHTS_FILE)[:12]}: mean AUROC {metrics['mean_auroc']:.4f} "
+                f"on {metrics['dataset']} {metrics['split']}"
+            )
+            commit = upload(folder, args.repo_id, private=args.private, tag=args.tag, message=message)
+    except (PublishError, WeightsError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except HfHubHTTPError as err:
+        print(f"error: the Hub refused the upload: {err}", file=sys.stderr)
+        return 1
+    print(f"uploaded {args.repo_id} at commit {commit}" + (f" (tag {args.tag})" if args.tag else ""))
+    print(f"pin it in the Space: CXR_MODEL_REPO={args.repo_id} CXR_MODEL_REVISION={commit}")
+    return 0
