@@ -205,16 +205,25 @@ def _demote(section: str) -> str:
 
 
 def training_table(config: ModelConfig) -> str:
-    """``metadata["training"]`` as a two-column table (nested values as compact JSON)."""
+    """``metadata["training"]`` as a two-column table; nested settings as ``key value`` lists."""
     training = config.metadata.get("training")
     if not training:
         return "No training record in `config.json` (`metadata.training` is empty)."
-    rows = [
-        [key.replace("_", " "), value if isinstance(value, str) else json.dumps(value)]
-        for key, value in training.items()
-    ]
+    rows = [[key.replace("_", " "), _setting(value)] for key, value in training.items()]
     rows.append(["per-label thresholds", "chosen on validation (F1-optimal); see the operating-point table"])
     return report.table(["Setting", "Value"], rows, "ll")
+
+
+def _setting(value: Any, nested: bool = False) -> str:
+    """A training setting for a table cell: floats to 4 significant digits, dicts as ``key value, …``."""
+    if isinstance(value, dict):
+        text = ", ".join(f"{report.pretty(str(k))} {_setting(v, True)}" for k, v in value.items())
+        return f"({text})" if nested else text
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list | tuple):
+        return ", ".join(_setting(v) for v in value)
+    return str(value).replace("|", "/")
 
 
 def split_sentence(split_info: dict[str, Any] | None, metrics: dict[str, Any]) -> str:
@@ -243,12 +252,21 @@ def files_table(files: dict[str, int]) -> str:
     """What the repo holds: every uploaded file with its size and purpose."""
     rows = [[f"`{CARD_FILE}`", "", FILE_DESCRIPTIONS[CARD_FILE]]]
     for name, size in sorted(files.items()):
-        if name.startswith(f"{EVALUATION_DIR}/"):
-            description = "evaluation report, per-image probabilities and plots"
-        else:
-            description = FILE_DESCRIPTIONS.get(name, "training artefact")
-        rows.append([f"`{name}`", _size(size), description])
+        rows.append([f"`{name}`", _size(size), _describe(name)])
     return report.table(["File", "Size", "What"], rows, "lrl")
+
+
+def _describe(name: str) -> str:
+    if name.startswith(f"{EVALUATION_DIR}/"):
+        inner = name.split("/", 1)[1]
+        return {
+            METRICS_FILE: "the same as metrics.json, next to the report",
+            "report.md": "the evaluation report (these tables, with more detail)",
+            "predictions.csv": "every evaluated image's probabilities, to recompute any metric",
+        }.get(inner, "evaluation plot" if inner.endswith(".png") else "evaluation output")
+    if name.endswith(".png"):
+        return "training curves"
+    return FILE_DESCRIPTIONS.get(name, "training record")
 
 
 def _size(size: int) -> str:

@@ -26,7 +26,7 @@ class PublishedResult:
 
 WANG_2017 = PublishedResult(
     name="Wang et al. 2017",
-    model="ResNet-50 + LSE pooling (the architecture of these weights)",
+    model="ResNet-50 + LSE pooling (the CXRNet design)",
     citation=(
         "X. Wang, Y. Peng, L. Lu, Z. Lu, M. Bagheri, R. M. Summers. ChestX-ray8: Hospital-scale Chest X-ray "
         "Database and Benchmarks on Weakly-Supervised Classification and Localization of Common Thorax "

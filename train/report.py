@@ -155,9 +155,10 @@ def subgroup_gap_sentence(metrics: Metrics) -> str:
     gap = metrics["subgroups"].get("largest_gap")
     if not gap:
         return "No attribute has two groups with a comparable mean AUROC."
+    groups = metrics["subgroups"]["attributes"][gap["attribute"]]["groups"]
     text = (
         f"**Largest gap: {gap['attribute']}**, mean AUROC {number(gap['value'])} higher for {gap['high']} "
-        f"than for {gap['low']}."
+        f"({groups[gap['high']]['n_images']:,} images) than for {gap['low']} ({groups[gap['low']]['n_images']:,})."
     )
     label_gap = metrics["subgroups"].get("largest_label_gap")
     if label_gap:
