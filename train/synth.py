@@ -28,7 +28,7 @@ DATA_ENTRY_HEADER = (
 )
 NIH_SIDE_MM = 1024 * 0.143  # NIH's 1024 px images cover about 146 mm at 0.143 mm per pixel
 IMAGES_PER_FOLDER = 10_000  # NIH's images_001 … images_012 hold about this many each
-BOX_FRACTION = (0.22, 0.32)  # box side as a fraction of the image side
+BOX_FRACTION = (0.28, 0.38)  # box side as a fraction of the image side
 PATTERN_CONTRAST = 0.35  # brightness a pattern adds at full strength
 
 
@@ -53,24 +53,28 @@ def _radius(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return np.hypot(u, v)
 
 
+# Coarse enough to stay distinct at 64 px input: orientation, size, filled/hollow and texture differ.
 PATTERNS: dict[str, tuple[str, Pattern]] = {
-    "Atelectasis": ("horizontal stripes", lambda u, v: (np.cos(3 * np.pi * v) > 0) * 1.0),
-    "Cardiomegaly": ("filled disk", lambda u, v: (_radius(u, v) < 0.85) * 1.0),
-    "Effusion": ("vertical stripes", lambda u, v: (np.cos(3 * np.pi * u) > 0) * 1.0),
-    "Infiltration": ("checkerboard", lambda u, v: (np.cos(2.5 * np.pi * u) * np.cos(2.5 * np.pi * v) > 0) * 1.0),
-    "Mass": ("filled square", lambda u, v: (np.maximum(abs(u), abs(v)) < 0.7) * 1.0),
-    "Nodule": ("ring", lambda u, v: ((_radius(u, v) > 0.5) & (_radius(u, v) < 0.9)) * 1.0),
+    "Atelectasis": ("horizontal stripes", lambda u, v: (np.cos(2 * np.pi * v) > 0) * 1.0),
+    "Cardiomegaly": ("large filled disk", lambda u, v: (_radius(u, v) < 0.9) * 1.0),
+    "Effusion": ("vertical stripes", lambda u, v: (np.cos(2 * np.pi * u) > 0) * 1.0),
+    "Infiltration": ("checkerboard", lambda u, v: (np.cos(1.5 * np.pi * u) * np.cos(1.5 * np.pi * v) > 0) * 1.0),
+    "Mass": (
+        "hollow square",
+        lambda u, v: ((np.maximum(abs(u), abs(v)) > 0.5) & (np.maximum(abs(u), abs(v)) < 0.9)) * 1.0,
+    ),
+    "Nodule": ("small filled disk", lambda u, v: (_radius(u, v) < 0.45) * 1.0),
     "Pneumonia": ("plus sign", lambda u, v: ((np.minimum(abs(u), abs(v)) < 0.25) & (_radius(u, v) < 0.95)) * 1.0),
     "Pneumothorax": ("diagonal cross", lambda u, v: (np.minimum(abs(u - v), abs(u + v)) < 0.35) * 1.0),
-    "Consolidation": ("diagonal stripes", lambda u, v: (np.cos(2.2 * np.pi * (u + v)) > 0) * 1.0),
-    "Edema": ("grid of dots", lambda u, v: (np.hypot((u * 2 + 1) % 1 - 0.5, (v * 2 + 1) % 1 - 0.5) < 0.28) * 1.0),
-    "Emphysema": ("triangle", lambda u, v: ((v > -0.8) & (v < 0.8) & (abs(u) < (v + 0.8) / 1.8)) * 1.0),
-    "Fibrosis": (
-        "concentric rings",
-        lambda u, v: ((np.cos(4 * np.pi * _radius(u, v)) > 0) & (_radius(u, v) < 1)) * 1.0,
+    "Consolidation": ("rising diagonal stripes", lambda u, v: (np.cos(1.5 * np.pi * (u + v)) > 0) * 1.0),
+    "Edema": (
+        "grid of dots",
+        lambda u, v: (np.hypot((u * 1.5 + 1.5) % 1 - 0.5, (v * 1.5 + 1.5) % 1 - 0.5) < 0.3) * 1.0,
     ),
+    "Emphysema": ("triangle", lambda u, v: ((v > -0.8) & (v < 0.8) & (abs(u) < (v + 0.8) / 1.8)) * 1.0),
+    "Fibrosis": ("falling diagonal stripes", lambda u, v: (np.cos(1.5 * np.pi * (u - v)) > 0) * 1.0),
     "Pleural_Thickening": ("horizontal bar", lambda u, v: ((abs(v) < 0.3) & (abs(u) < 0.95)) * 1.0),
-    "Hernia": ("soft round blob", lambda u, v: np.minimum(1.0, 1.5 * np.exp(-(u**2 + v**2) / 0.3))),
+    "Hernia": ("vertical bar", lambda u, v: ((abs(u) < 0.3) & (abs(v) < 0.95)) * 1.0),
 }
 
 
