@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -163,3 +164,9 @@ def test_refuses_untrained_unevaluated_and_foreign_metrics(trained: Path, tmp_pa
     (bare / "evaluation").mkdir()
     (bare / "evaluation" / "metrics.json").write_bytes((trained / "evaluation" / "metrics.json").read_bytes())
     assert "computed for other weights" in publish(bare)
+    smoke = tmp_path / "smoke"
+    shutil.copytree(trained, smoke)
+    metrics = json.loads((smoke / "evaluation" / "metrics.json").read_text())
+    metrics["subset"] = {"n_evaluated": 3, "n_in_split": metrics["n_images"]}
+    (smoke / "evaluation" / "metrics.json").write_text(json.dumps(metrics))
+    assert "--available-only smoke test" in publish(smoke)

@@ -90,6 +90,8 @@ def read_metrics(weights: Path, evaluation: Path) -> dict[str, Any]:
             "A model card without measured numbers is not published."
         )
     metrics = json.loads(path.read_text(encoding="utf-8"))
+    if metrics.get("subset"):
+        raise PublishError(f"{path} comes from an --available-only smoke test, not the whole split; evaluate again.")
     weights_sha = sha256_of(weights / WEIGHTS_FILE)
     if metrics.get("weights", {}).get("sha256") != weights_sha:
         raise PublishError(f"{path} was computed for other weights (SHA-256 differs); evaluate these weights again.")

@@ -251,6 +251,7 @@ def render_report(metrics: Metrics, plots: dict[str, str]) -> str:
         f"Dataset: {metrics['dataset']}. {metrics['n_images']:,} images of {metrics['n_patients']:,} patients. "
         f"Weights SHA-256 `{w['sha256']}` ({w['trunk']}, {w['image_size']} px, "
         f"{'trained' if w['trained'] else 'UNTRAINED (random) weights'}). Created {metrics['created']}.",
+        _subset_warning(metrics),
         f"Intervals: {metrics['bootstrap']['n_resamples']} bootstrap resamples of patients, "
         f"{metrics['bootstrap']['confidence']:.0%} percentile intervals.",
         "## Headline\n\n" + headline_table(metrics),
@@ -327,6 +328,16 @@ def temperature_sentence(metrics: Metrics) -> str:
         f"Temperatures fitted on the validation split ({scaling['n_images']:,} images); thresholds converted so "
         f"every decision is unchanged. Mean ECE on this split: {number(scaling['mean_ece_before'])} before, "
         f"{number(scaling['mean_ece_after'])} after."
+    )
+
+
+def _subset_warning(metrics: Metrics) -> str:
+    subset = metrics.get("subset")
+    if not subset:
+        return ""
+    return (
+        f"> **Smoke test on a subset: {subset['n_evaluated']:,} of the {subset['n_in_split']:,} images of the "
+        f"{metrics['split']} split** (only those present). These numbers are not comparable with anything."
     )
 
 
