@@ -103,3 +103,15 @@ def test_evaluation_summary_for_the_app(metrics) -> None:
     assert summary["per_label_auroc"] == {label: metrics["per_label"][label]["auroc"] for label in CHESTXRAY14_LABELS}
     assert summary["split"] == "test" and summary["n_images"] == 400
     assert "pointing_game" not in summary
+
+
+def test_a_chestxray8_model_has_one_mean_and_no_14_label_row() -> None:
+    rng = np.random.default_rng(1)
+    y = (rng.random((200, 8)) < 0.3).astype(np.float32)
+    config = ModelConfig(labels=CHESTXRAY8_LABELS, trained=True)
+    m = classification_metrics(y, rng.normal(size=(200, 8)) + y, np.arange(200), config, BootstrapSettings(20))
+    assert m["mean_auroc"] == m["mean_auroc_chestxray8"] and m["labels"] == list(CHESTXRAY8_LABELS)
+    m.update(split="test")
+    text = comparison_table(m)
+    assert "Mean (14)" not in text and "Mean (ChestX-ray8 labels)" in text
+    assert len(text.split("\n\n")[0].splitlines()) == 2 + 8 + 1
