@@ -63,6 +63,8 @@ def build_demo(served: ServedModel, forget_after_s: int = 120) -> gr.Blocks:
     config = served.config
     labels = list(config.labels)
     sweep = max(1, forget_after_s // 2)
+    # Served from examples/ as they are: copies in Gradio's cache would be swept away with the uploads.
+    gr.set_static_paths(EXAMPLES)
     with gr.Blocks(title="Chest X-ray findings with Grad-CAM", delete_cache=(sweep, forget_after_s)) as demo:
         gr.Markdown("# Chest X-ray findings with Grad-CAM")
         gr.Markdown(

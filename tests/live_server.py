@@ -24,6 +24,7 @@ class LiveApp:
     url: str
     log_path: Path  # everything the server printed
     upload_dir: Path  # the server's GRADIO_TEMP_DIR: uploads and rendered images
+    started: float  # time.monotonic() when it answered first
 
     def log(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
@@ -62,7 +63,7 @@ def running_app(weights: Path, tmp: Path, *args: str) -> Iterator[LiveApp]:
         server = subprocess.Popen(command, cwd=ROOT, env=app_environment(tmp), stdout=log, stderr=subprocess.STDOUT)
     try:
         _wait_until_up(url, server, log_path)
-        yield LiveApp(url, log_path, tmp / "gradio")
+        yield LiveApp(url, log_path, tmp / "gradio", time.monotonic())
     finally:
         server.terminate()
         try:
