@@ -52,15 +52,18 @@ def app_environment(tmp: Path, **extra: str) -> dict[str, str]:
 
 
 @contextmanager
-def running_app(weights: Path, tmp: Path, *args: str) -> Iterator[LiveApp]:
-    """Run ``python app.py --weights WEIGHTS`` on a free port until the block ends."""
+def running_app(weights: Path | None, tmp: Path, *args: str, **env: str) -> Iterator[LiveApp]:
+    """Run ``python app.py [--weights WEIGHTS] ARGS`` on a free port until the block ends; ``env`` adds variables."""
     tmp.mkdir(parents=True, exist_ok=True)
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
     log_path = tmp / "server.log"
-    command = [sys.executable, "app.py", "--weights", str(weights), "--host", "127.0.0.1", "--port", str(port), *args]
+    command = [sys.executable, "app.py", "--host", "127.0.0.1", "--port", str(port), *args]
+    command += ["--weights", str(weights)] if weights else []
     with open(log_path, "wb") as log:
-        server = subprocess.Popen(command, cwd=ROOT, env=app_environment(tmp), stdout=log, stderr=subprocess.STDOUT)
+        server = subprocess.Popen(
+            command, cwd=ROOT, env=app_environment(tmp, **env), stdout=log, stderr=subprocess.STDOUT
+        )
     try:
         _wait_until_up(url, server, log_path)
         yield LiveApp(url, log_path, tmp / "gradio", time.monotonic())

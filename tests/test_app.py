@@ -13,14 +13,17 @@ import numpy as np
 import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
+from huggingface_hub import HfApi
 from PIL import Image
 
 from cxr.io import MAX_FILE_BYTES, InvalidImageError, load_image
 from cxr.labels import CHESTXRAY14_LABELS
 from cxr.predictor import Predictor
-from cxr.weights import sha256_of
+from cxr.serving import DEFAULT_MODEL_REPO, DEFAULT_MODEL_REVISION
+from cxr.weights import save_model, sha256_of
 from tests.bad_inputs import PATIENT_IDENTIFIERS, build_corpus, identified_dicom
-from tests.conftest import NIH_EXAMPLES, ROOT
+from tests.conftest import NIH_EXAMPLES, ROOT, make_model
+from tests.hub_standin import HubStandIn
 from tests.live_server import LiveApp, app_environment, running_app
 
 FORGET_AFTER_S = 20  # the server deletes uploads and renders this long after writing them
@@ -205,3 +208,25 @@ def test_without_weights_the_app_explains_both_remedies_and_exits(tmp_path, args
     assert "--weights DIR" in result.stderr and "CXR_WEIGHTS" in result.stderr and "CXR_MODEL_REPO" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
     assert len(result.stderr.strip().splitlines()) <= 4
+
+
+@pytest.mark.slow  # a second server, started against a local stand-in for the Hub
+def test_without_a_folder_the_app_serves_the_pinned_hub_revision(tiny_weights: Path, tmp_path, monkeypatch) -> None:
+    token = "hf_standin_token"
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_DISABLE_XET", True)  # the stand-in speaks LFS only
+    with HubStandIn(token=token) as hub:
+        api = HfApi(endpoint=hub.endpoint, token=token)
+        api.create_repo(DEFAULT_MODEL_REPO)
+        pinned = api.upload_folder(repo_id=DEFAULT_MODEL_REPO, folder_path=tiny_weights).oid
+        api.create_tag(DEFAULT_MODEL_REPO, tag=DEFAULT_MODEL_REVISION, revision=pinned)
+        newer = save_model(make_model(seed=1), tmp_path / "newer")
+        api.upload_folder(repo_id=DEFAULT_MODEL_REPO, folder_path=newer)  # main moves on; the tag stays
+        hub_env = dict(HF_ENDPOINT=hub.endpoint, HF_TOKEN=token, HF_HUB_OFFLINE="0", HF_HUB_DISABLE_XET="1")
+        with running_app(None, tmp_path / "app", **hub_env) as live:
+            info = Client(live.url, verbose=False, analytics_enabled=False).predict(api_name="/model_info")
+            page = httpx.get(live.url, timeout=60).text
+    assert info["source"] == DEFAULT_MODEL_REPO and info["revision"] == DEFAULT_MODEL_REVISION
+    assert info["commit"] == pinned
+    assert info["weights_sha256"] == sha256_of(tiny_weights / "model.safetensors")
+    assert info["weights_sha256"] != sha256_of(newer / "model.safetensors")
+    assert f"at revision {DEFAULT_MODEL_REVISION} (commit `{pinned[:12]}`)" in page
