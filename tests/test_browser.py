@@ -30,7 +30,7 @@ CHROMIUM_ARGS = [
 ]  # fmt: skip
 SCREENSHOTS = Path("/tmp/cxr-screens")  # a copy for people to look at
 TIMEOUT_MS = 60_000
-FORGET_AFTER_S = 6  # short, so the cache cleanup has run before the example is clicked
+FORGET_AFTER_S = 8  # short, so the cache cleanup has run before the example is clicked
 
 
 @pytest.fixture(scope="module")
