@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from huggingface_hub import RepoCard
+
 from cxr.config import ModelConfig
 from cxr.predictor import Prediction, Predictor
 from cxr.weights import WEIGHTS_FILE, WeightsError, resolve_weights, sha256_of
@@ -23,7 +25,6 @@ DEFAULT_MODEL_REPO = "cxr-project/chestxray14-resnet50-lse"
 DEFAULT_MODEL_REVISION = "v0.1.0"  # a tag: the demo serves exactly these weights until someone moves the pin
 MODEL_CARD_FILE = "README.md"
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
-_FRONT_MATTER = re.compile(r"\A---\s*\n.*?\n---\s*\n", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -102,9 +103,10 @@ def load_served_model(source: WeightsSource, **predictor_options: Any) -> Served
     return ServedModel(
         predictor=predictor,
         source=source,
-        commit=folder.name if _COMMIT.match(folder.name) else None,  # Hub snapshots are named by commit
+        # huggingface_hub names each snapshot folder after its commit.
+        commit=folder.name if not source.is_local and _COMMIT.match(folder.name) else None,
         weights_sha256=predictor.config.metadata.get("weights_sha256") or sha256_of(folder / WEIGHTS_FILE),
-        model_card=_FRONT_MATTER.sub("", card.read_text(encoding="utf-8")).strip() if card.is_file() else None,
+        model_card=RepoCard(card.read_text(encoding="utf-8")).text.strip() if card.is_file() else None,
     )
 
 
