@@ -15,6 +15,7 @@ from train.calibration import (
     expected_calibration_error,
     fit_temperature,
     fit_temperatures,
+    mean_ece,
     probabilities,
     reliability_bins,
 )
@@ -122,3 +123,10 @@ def test_unchanged_temperatures_keep_thresholds_exactly() -> None:
 def test_converted_thresholds_stay_valid_config_values() -> None:
     t = convert_thresholds(np.array([1 - 1e-6, 1e-6]), np.ones(2), np.full(2, TEMPERATURE_BOUNDS[0]))
     assert (t > 0).all() and (t < 1).all()
+
+
+def test_mean_ece_averages_the_labels() -> None:
+    y = np.array([[0, 0], [0, 1], [1, 1], [1, 0]])
+    p = np.array([[0.05, 0.3], [0.15, 0.3], [0.85, 0.9], [0.95, 0.9]])
+    per_label = [expected_calibration_error(y[:, k], p[:, k]) for k in range(2)]
+    assert mean_ece(y, p) == pytest.approx(np.mean(per_label)) and per_label[0] == pytest.approx(0.1)

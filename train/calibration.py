@@ -8,6 +8,7 @@ decision stays the same (:func:`convert_thresholds`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,7 +20,7 @@ from sklearn.metrics import brier_score_loss
 TEMPERATURE_BOUNDS = (0.05, 20.0)
 
 
-def probabilities(logits: np.ndarray, temperatures: np.ndarray) -> np.ndarray:
+def probabilities(logits: np.ndarray, temperatures: Sequence[float] | np.ndarray) -> np.ndarray:
     """(N, K) logits -> (N, K) probabilities ``sigmoid(logit / T)``, as :class:`cxr.predictor.Predictor` does."""
     return expit(np.asarray(logits, dtype=np.float64) / np.asarray(temperatures, dtype=np.float64))
 
@@ -59,6 +60,13 @@ def reliability_bins(y_true: np.ndarray, probability: np.ndarray, n_bins: int = 
 def expected_calibration_error(y_true: np.ndarray, probability: np.ndarray, n_bins: int = 10) -> float:
     """ECE of one label over equal-width bins."""
     return reliability_bins(y_true, probability, n_bins).ece
+
+
+def mean_ece(y_true: np.ndarray, probability: np.ndarray, n_bins: int = 10) -> float:
+    """(N, K) targets and probabilities -> ECE averaged over the K labels."""
+    return float(
+        np.mean([expected_calibration_error(y_true[:, k], probability[:, k], n_bins) for k in range(y_true.shape[1])])
+    )
 
 
 def brier_score(y_true: np.ndarray, probability: np.ndarray) -> float:

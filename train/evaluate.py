@@ -35,6 +35,7 @@ from train.bootstrap import BootstrapSettings, auroc_with_intervals
 from train.cache import CacheError, ImageCache, default_cache_dir
 from train.data import (
     BBOX_LIST,
+    Box,
     DataError,
     Record,
     Split,
@@ -80,7 +81,7 @@ def classification_metrics(
     config's per-label thresholds: exactly what the app shows for the same weights.
     """
     labels = list(config.labels)
-    probability = calibration.probabilities(logits, np.asarray(config.temperatures))
+    probability = calibration.probabilities(logits, config.temperatures)
     subsets = {
         "all": list(range(len(labels))),
         "chestxray8": [labels.index(label) for label in CHESTXRAY8_LABELS if label in labels],
@@ -231,7 +232,7 @@ def open_cache(data_dir: Path, cache_dir: Path | None, image_size: int, records:
 
 
 def localization_cases(
-    boxes_by_image: dict[str, list], maps: dict[str, np.ndarray], images: dict[str, Path], labels: Sequence[str]
+    boxes_by_image: dict[str, list[Box]], maps: dict[str, np.ndarray], images: dict[str, Path], labels: Sequence[str]
 ) -> Iterator[LocalizationCase]:
     """One case per (image, label) with boxes: that label's map upsampled to the image's own size."""
     for name, boxes in sorted(boxes_by_image.items()):
@@ -302,6 +303,34 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+def select_records(split: Split, args: argparse.Namespace, images: dict[str, Path]) -> tuple[list, list, dict | None]:
+    """The records to evaluate and the validation records (for --calibrate); with --available-only,
+    only those whose image is at hand, plus a note of how many that is."""
+    records, val = getattr(split, args.split), split.val
+    subset = None
+    if args.available_only:
+        # A smoke test on the images at hand; the numbers are flagged as not comparable, and publish refuses them.
+        subset = {"n_evaluated": sum(r.image in images for r in records), "n_in_split": len(records)}
+        records, val = [r for r in records if r.image in images], [r for r in val if r.image in images]
+    if not records:
+        raise DataError(f"No image of the {args.split} split to evaluate.")
+    if args.calibrate and (args.split == "val" or not val):
+        raise DataError(
+            "--calibrate fits temperatures on the validation split: evaluate the test split, with a val split."
+        )
+    return records, val, subset
+
+
+def boxes_of(records: Sequence[Record], bbox_path: Path | None) -> dict[str, list[Box]]:
+    """Image name -> its ground-truth boxes, for the records that have any."""
+    names = {r.image for r in records}
+    by_image: dict[str, list[Box]] = {}
+    for box in read_bbox_list(bbox_path) if bbox_path else []:
+        if box.image in names:
+            by_image.setdefault(box.image, []).append(box)
+    return by_image
+
+
 def evaluate(args: argparse.Namespace) -> tuple[dict[str, Any], Path]:
     """Run the whole evaluation described by the parsed arguments; returns the metrics and the output folder."""
     weights = args.weights
@@ -310,53 +339,28 @@ def evaluate(args: argparse.Namespace) -> tuple[dict[str, Any], Path]:
     config = model.config
     split, split_source = load_split(args.data_dir, weights, args.split_file)
     images = find_images(args.data_dir)
-    records, val = getattr(split, args.split), split.val
-    subset = None
-    if args.available_only:
-        # A smoke test on the images at hand; the numbers are flagged as not comparable, and publish refuses them.
-        subset = {"n_evaluated": sum(r.image in images for r in records), "n_in_split": len(records)}
-        records, val = [r for r in records if r.image in images], [r for r in val if r.image in images]
+    records, val, subset = select_records(split, args, images)
     needed = records + (val if args.calibrate else [])
-    if not records:
-        raise DataError(f"No image of the {args.split} split to evaluate.")
-    if args.calibrate and (args.split == "val" or not val):
-        raise DataError(
-            "--calibrate fits temperatures on the validation split: evaluate the test split, with a val split."
-        )
     cache = None if args.available_only else open_cache(args.data_dir, args.cache_dir, config.image_size, needed)
-    if cache is None:
-        missing = [r.image for r in needed if r.image not in images]
-        if missing:
-            raise DataError(
-                f"{len(missing)} of {len(needed)} images are neither under {args.data_dir} nor in a prepared cache "
-                f"(e.g. {missing[0]})."
-            )
-
+    missing = [r.image for r in needed if r.image not in images] if cache is None else []
+    if missing:
+        raise DataError(
+            f"{len(missing)} of {len(needed)} images are neither under {args.data_dir} nor in a prepared cache "
+            f"(e.g. {missing[0]})."
+        )
     bbox_path = args.bbox_list or find_bbox_list(args.data_dir)
-    names = {r.image for r in records}
-    boxes = [b for b in read_bbox_list(bbox_path) if b.image in names] if bbox_path else []
-    boxes_by_image: dict[str, list] = {}
-    for box in boxes:
-        boxes_by_image.setdefault(box.image, []).append(box)
-    localizable = {name for name in boxes_by_image if name in images}
+    boxes = {name: b for name, b in boxes_of(records, bbox_path).items() if name in images}
 
-    run = {"batch_size": args.batch_size, "workers": args.workers, "precision": args.precision}
-    predictions = predict_records(
-        model, records, images=images, cache=cache, keep_maps=localizable, description=args.split, **run
-    )
+    run = {"images": images, "cache": cache, "batch_size": args.batch_size, "workers": args.workers}
+    run["precision"] = args.precision
+    predictions = predict_records(model, records, keep_maps=set(boxes), description=args.split, **run)
     y_true = label_matrix(records, config.labels)
     scaling = None
     if args.calibrate:
-        val_predictions = predict_records(
-            model, val, images=images, cache=cache, description="val (calibration)", **run
-        )
-        before = calibration.probabilities(predictions.logits, np.asarray(config.temperatures))
-        config, scaling = fit_temperature_scaling(config, val_predictions.logits, label_matrix(val, config.labels))
-        scaling["mean_ece_before"] = float(
-            np.mean(
-                [calibration.expected_calibration_error(y_true[:, k], before[:, k]) for k in range(y_true.shape[1])]
-            )
-        )
+        val_logits = predict_records(model, val, description="val (calibration)", **run).logits
+        ece_before = calibration.mean_ece(y_true, calibration.probabilities(predictions.logits, config.temperatures))
+        config, scaling = fit_temperature_scaling(config, val_logits, label_matrix(val, config.labels))
+        scaling["mean_ece_before"] = ece_before
 
     settings = BootstrapSettings(n_resamples=args.bootstrap, seed=args.seed)
     patients = np.array([r.patient_id for r in records])
@@ -383,24 +387,18 @@ def evaluate(args: argparse.Namespace) -> tuple[dict[str, Any], Path]:
         scaling["mean_ece_after"] = metrics["calibration"]["mean_ece"]
         scaling["stored_in_config"] = bool(args.update_config)
         metrics["temperature_scaling"] = scaling
-    probability = calibration.probabilities(predictions.logits, np.asarray(config.temperatures))
-    metrics["subgroups"] = subgroup_auroc(
-        y_true, probability, patients, subgroup_attributes(records), config.labels, settings
-    )
+    probability = calibration.probabilities(predictions.logits, config.temperatures)
+    attributes = subgroup_attributes(records)
+    metrics["subgroups"] = subgroup_auroc(y_true, probability, patients, attributes, config.labels, settings)
     metrics["published"] = {
         p.name: {"split": p.split, "official_split": p.official_split, "mean_auroc": p.mean_auroc} for p in PUBLISHED
     }
-    if localizable:
-        cases = localization_cases(
-            {n: boxes_by_image[n] for n in localizable}, predictions.maps, images, list(config.labels)
-        )
+    if boxes:
+        cases = localization_cases(boxes, predictions.maps, images, list(config.labels))
         metrics["localization"] = evaluate_localization(cases)
     else:
-        metrics["localization_skipped"] = (
-            "no BBox_List_2017.csv in the data folder"
-            if not bbox_path
-            else f"no box of {bbox_path.name} is on an image file of the {args.split} split"
-        )
+        where = f"no box of {bbox_path.name} is on an image file of the {args.split} split" if bbox_path else None
+        metrics["localization_skipped"] = where or "no BBox_List_2017.csv in the data folder"
     relabel_path = args.relabels or find_relabels(args.data_dir)
     relabels = None
     if relabel_path:
@@ -408,19 +406,15 @@ def evaluate(args: argparse.Namespace) -> tuple[dict[str, Any], Path]:
     if relabels:
         metrics["relabels"] = relabels
     else:
-        metrics["relabels_skipped"] = (
-            "no adjudicated label file in the data folder"
-            if not relabel_path
-            else f"no image of the {args.split} split has an adjudicated label"
-        )
+        where = f"no image of the {args.split} split has an adjudicated label" if relabel_path else None
+        metrics["relabels_skipped"] = where or "no adjudicated label file in the data folder"
 
     out = args.out or weights / EVALUATION_DIR
     out.mkdir(parents=True, exist_ok=True)
-    plots = write_plots(y_true, probability, metrics, out)
-    metrics["plots"] = plots
+    metrics["plots"] = write_plots(y_true, probability, metrics, out)
     (out / METRICS_FILE).write_text(json.dumps(metrics, indent=1) + "\n", encoding="utf-8")
     write_predictions(out / PREDICTIONS_FILE, records, probability, config.labels)
-    write_report(metrics, out, plots)
+    write_report(metrics, out, metrics["plots"])
     if args.update_config:
         updated = config.replace(metadata={**config.metadata, "evaluation": evaluation_summary(metrics)})
         save_config_keeping_weights(weights, updated)
