@@ -25,6 +25,7 @@ class LiveApp:
     log_path: Path  # everything the server printed
     upload_dir: Path  # the server's GRADIO_TEMP_DIR: uploads and rendered images
     started: float  # time.monotonic() when it answered first
+    pid: int  # the server process, for resident-memory readings
 
     def log(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
@@ -66,7 +67,7 @@ def running_app(weights: Path | None, tmp: Path, *args: str, **env: str) -> Iter
         )
     try:
         _wait_until_up(url, server, log_path)
-        yield LiveApp(url, log_path, tmp / "gradio", time.monotonic())
+        yield LiveApp(url, log_path, tmp / "gradio", time.monotonic(), server.pid)
     finally:
         server.terminate()
         try:
