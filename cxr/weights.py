@@ -103,10 +103,10 @@ def resolve_weights(
     download = dict(repo_id=repo_id, allow_patterns=HUB_FILES, cache_dir=cache_dir, token=token)
     if not local_files_only:
         try:
-            # Resolve the revision to a commit first: this is the one call that tells a reachable Hub
-            # from an unreachable one, and pinning the commit keeps the download consistent.
-            commit = HfApi(token=token).repo_info(repo_id, revision=revision).sha
-            return Path(snapshot_download(revision=commit, **download))
+            # Ask for the repo first: this call tells a reachable Hub from an unreachable one (the
+            # download below would silently fall back to the cache) and turns 404s into messages.
+            HfApi(token=token).repo_info(repo_id, revision=revision)
+            return Path(snapshot_download(revision=revision, **download))
         except RepositoryNotFoundError as err:
             raise WeightsError(f"Hub repo {repo_id} does not exist or is private (set HF_TOKEN).") from err
         except RevisionNotFoundError as err:

@@ -227,6 +227,12 @@ def test_without_a_folder_the_app_serves_the_pinned_hub_revision(tiny_weights: P
             page = httpx.get(live.url, timeout=60).text
     assert info["source"] == DEFAULT_MODEL_REPO and info["revision"] == DEFAULT_MODEL_REVISION
     assert info["commit"] == pinned
+    # The Hub is gone now (the stand-in stopped): a restart serves the pinned revision from the cache.
+    with running_app(None, tmp_path / "app", **hub_env) as live:
+        cached = Client(live.url, verbose=False, analytics_enabled=False).predict(api_name="/model_info")
+        log = live.log()
+    assert cached["commit"] == pinned and cached["weights_sha256"] == info["weights_sha256"]
+    assert "Hugging Face Hub unreachable" in log and "from the local Hugging Face cache" in log
     assert info["weights_sha256"] == sha256_of(tiny_weights / "model.safetensors")
     assert info["weights_sha256"] != sha256_of(newer / "model.safetensors")
     assert f"at revision {DEFAULT_MODEL_REVISION} (commit `{pinned[:12]}`)" in page
