@@ -191,7 +191,12 @@ def comparison_table(metrics: Metrics) -> str:
         + [f"**{number(np.mean([p.per_label[label] for label in CHESTXRAY8_LABELS]))}**" for p, _ in columns]
     )
     header = ["Finding", f"These weights ({metrics['split']})"] + [title for _, title in columns]
-    notes = [f"¹ {p.name}: {p.split}." for p in PUBLISHED if not p.official_split]
+    notes = []
+    if metrics.get("dataset", "").startswith("synthetic"):
+        notes.append(
+            "**These weights were evaluated on synthetic images**: the published columns are real NIH results."
+        )
+    notes += [f"¹ {p.name}: {p.split}." for p in PUBLISHED if not p.official_split]
     notes += [f"{p.name}: {p.model}, {p.split}." for p in PUBLISHED if p.official_split]
     return table(header, rows) + "\n\n" + "\n".join(f"- {note}" for note in notes)
 
