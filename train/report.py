@@ -329,9 +329,11 @@ def temperature_sentence(metrics: Metrics) -> str:
     scaling = metrics.get("temperature_scaling")
     if not scaling:
         return "Probabilities as served by the app (the temperatures in `config.json`). ECE uses 10 equal-width bins."
+    previous = set(scaling["previous_temperatures"].values())
+    before = "as trained (T = 1)" if previous == {1.0} else "with the temperatures config.json held before"
     return (
         f"Temperatures fitted on the validation split ({scaling['n_images']:,} images); thresholds converted so "
-        f"every decision is unchanged. Mean ECE on this split: {number(scaling['mean_ece_before'])} before, "
+        f"every decision is unchanged. Mean ECE on this split: {number(scaling['mean_ece_before'])} {before}, "
         f"{number(scaling['mean_ece_after'])} after."
     )
 
