@@ -32,7 +32,8 @@ def export_weights(
     config = config.replace(
         trained=True, thresholds=tuple(thresholds), metadata={**config.metadata, "training": training}
     )
-    model = CXRNet(config)
+    with torch.random.fork_rng(devices=[]):  # the throwaway random init must not move the run's RNG
+        model = CXRNet(config)
     model.load_state_dict(state, strict=True)
     return save_model(model, folder)
 

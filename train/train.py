@@ -493,7 +493,7 @@ def _parser() -> argparse.ArgumentParser:
     add("--cache-dir", help="prepared cache (default DATA_DIR/cache-IMAGE_SIZE)")
     add("--out", default=defaults.out, help="run folder (checkpoints/ and weights/)")
     add("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
-    add("--recipe", choices=tuple(RECIPES), default="default", help="preset of the settings below")
+    add("--recipe", choices=tuple(RECIPES), help="preset of the settings below (default: default)")
     add("--labels", choices=CHOICES["labels"], help=f"label set (default {defaults.labels})")
     add("--val-fraction", type=float, help=f"validation share of patients (default {defaults.val_fraction})")
     add("--trunk", help=f"timm trunk (default {defaults.trunk})")
@@ -527,18 +527,30 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str]) -> int:
     """Entry point of ``python -m train fit``."""
     args = vars(_parser().parse_args(argv))
-    resume, recipe = args.pop("resume"), args.pop("recipe")
+    resume = args.pop("resume")
+    given = {key: value for key, value in args.items() if value is not None}
     try:
         if resume:
-            # Only where-and-how-fast settings may change on resume; the saved config decides the rest.
-            changed = sorted(k for k, v in args.items() if v is not None and k not in RUNTIME_FIELDS | {"out"})
-            if changed:
-                raise TrainError(f"--resume continues the saved run; these cannot change: {', '.join(changed)}.")
-            given = dataclasses.replace(TrainConfig(), **{k: v for k, v in args.items() if v is not None})
-            fit(given, resume=True)
+            _check_resume_options(given)
+            fit(dataclasses.replace(TrainConfig(), **{k: v for k, v in given.items() if k != "recipe"}), resume=True)
         else:
-            fit(make_config(recipe, **args))
+            fit(make_config(given.pop("recipe", "default"), **given))
     except (TrainError, DataError, CacheError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     return 0
+
+
+def _check_resume_options(given: dict[str, Any]) -> None:
+    """On --resume the saved run decides; options that would change it (not where or how fast) are refused."""
+    path = Path(given["out"]) / RUN_FILE
+    if not path.is_file():
+        return  # fit says there is no run to resume
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    changed = [
+        f"--{key.replace('_', '-')} (saved {saved.get(key)!r}, given {value!r})"
+        for key, value in given.items()
+        if key not in RUNTIME_FIELDS | {"out"} and saved.get(key) != value
+    ]
+    if changed:
+        raise TrainError(f"--resume continues the saved run; these options differ from it: {', '.join(changed)}.")
