@@ -37,8 +37,8 @@ class PngDataset(Dataset):
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, i: int) -> torch.Tensor:
-        return torch.from_numpy(prepare_image(self.paths[i], self.image_size))
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return torch.from_numpy(prepare_image(self.paths[i], self.image_size)), i  # images first, as CachedDataset
 
 
 def images_per_second(dataset: Dataset, workers: int, items: int, batch_size: int) -> float:
@@ -48,7 +48,7 @@ def images_per_second(dataset: Dataset, workers: int, items: int, batch_size: in
     batches = iter(loader)
     next(batches)  # worker start-up is not throughput
     start = time.perf_counter()
-    count = sum(len(batch[0]) for batch in batches)
+    count = sum(len(images) for images, *_ in batches)
     return count / (time.perf_counter() - start)
 
 

@@ -15,7 +15,7 @@ from cxr.config import IMAGENET_MEAN, IMAGENET_STD
 from cxr.labels import CHESTXRAY8_LABELS, CHESTXRAY14_LABELS
 from cxr.predictor import Predictor
 from cxr.weights import load_model
-from tests.train_helpers import IMAGE_SIZE, comparable, prepared_synth
+from tests.train_helpers import IMAGE_SIZE, FitProcess, comparable, fit_command, prepared_synth
 from train import __main__ as train_cli
 from train import checkpoint as ckpt
 from train.augment import Augmentation
@@ -195,6 +195,12 @@ def test_run_folder_holds_split_log_curves_and_two_checkpoints(trained: tuple[Pa
     assert kept == sorted({best_epoch, EPOCHS})
     last = ckpt.load_checkpoint(ckpt.checkpoint_path(run / "checkpoints", EPOCHS))
     assert comparable(last["history"]) == comparable(history) and last["best_epoch"] == best_epoch
+    assert {"config", "epoch", "model", "optimizer", "scheduler", "scaler", "rng"} <= set(last)
+    assert last["epoch"] == EPOCHS and last["config"]["trunk"] == SMALL_TRUNK
+    steps_per_epoch = len(split.train) // 16
+    assert last["scheduler"] == {"step": EPOCHS * steps_per_epoch, "steps_per_epoch": steps_per_epoch}
+    last_progress = 1 - 1 / ((EPOCHS - 1) * steps_per_epoch)  # the cosine after one warm-up epoch
+    assert history[-1]["lr"] == pytest.approx(2e-3 * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * last_progress))))
     with Image.open(weights / CURVES_PLOT) as plot:
         assert plot.format == "PNG" and plot.width > 500
     assert json.loads((run / "run.json").read_text())["epochs"] == EPOCHS
@@ -223,3 +229,14 @@ def test_seed_recipe_runs_and_exports_unnormalised_input(tmp_path: Path) -> None
     hyper = training["hyperparameters"]
     assert (hyper["optimizer"], hyper["lr"], hyper["batch_size"], hyper["pos_weight"]) == ("adam", 1e-4, 16, "batch")
     assert hyper["augment"] is False and hyper["schedule"] == "constant"
+
+
+def test_missing_imagenet_weights_offline_is_one_clear_error(tmp_path: Path) -> None:
+    """Without --no-pretrained and without the Hub or its cache, fit stops with advice, not a traceback."""
+    data = prepared_synth(tmp_path / "data", patients=20)
+    offline = {"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "empty-hf-home")}
+    args = ["--data-dir", str(data), "--out", str(tmp_path / "run"), "--trunk", "resnet18", "--image-size", "64"]
+    job = FitProcess(fit_command(*args, "--batch-size", "8", "--device", "cpu", "--workers", "0"), offline)
+    assert job.finish() == 1
+    assert "error: Could not load ImageNet weights for resnet18" in job.output
+    assert "--no-pretrained" in job.output and "Traceback" not in job.output

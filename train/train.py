@@ -232,7 +232,12 @@ def _fit(cfg: TrainConfig, resume: bool, world: distributed.World, device: torch
         optimizer.load_state_dict(state["optimizer"])
         scaler.load_state_dict(state["scaler"])
         ckpt.set_rng_state(state["rng"])
-        step, history, best_epoch = state["step"], state["history"], state["best_epoch"]
+        if state["scheduler"]["steps_per_epoch"] != steps_per_epoch:
+            raise TrainError(
+                f"The training split changed since this run started ({steps_per_epoch} steps per epoch, "
+                f"was {state['scheduler']['steps_per_epoch']}): resuming would bend its schedule. Start a new run."
+            )
+        step, history, best_epoch = state["scheduler"]["step"], state["history"], state["best_epoch"]
         start_epoch = state["epoch"] + 1
         log(f"resuming {out} after epoch {state['epoch']} (best so far: epoch {best_epoch})")
     elif resume:
@@ -323,9 +328,10 @@ def _fit(cfg: TrainConfig, resume: bool, world: distributed.World, device: torch
             ckpt.save_checkpoint(
                 ckpt.checkpoint_path(checkpoints, epoch),
                 {
-                    "config": dataclasses.asdict(cfg), "epoch": epoch, "step": step, "best_epoch": best_epoch,
-                    "history": history, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "scaler": scaler.state_dict(), "rng": ckpt.rng_state(),
+                    "config": dataclasses.asdict(cfg), "epoch": epoch, "best_epoch": best_epoch, "history": history,
+                    "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+                    # the learning rate is get_lr(step): the step count is the scheduler's whole state
+                    "scheduler": {"step": step, "steps_per_epoch": steps_per_epoch}, "rng": ckpt.rng_state(),
                 },
             )  # fmt: skip
             log(f"saved checkpoint {ckpt.checkpoint_path(checkpoints, epoch)}")
