@@ -486,47 +486,58 @@ def _silent(*_: object) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    defaults = TrainConfig()
     parser = argparse.ArgumentParser(
         prog="python -m train fit",
         description="Train CXRNet on NIH ChestX-ray14 (official split; validation patients carved from "
         "train_val_list.txt) from the prepared cache, and export the best epoch as a cxr weights folder. "
         "Multi-GPU: torchrun --nproc-per-node N -m train fit ... Options left out take the recipe's value.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    add = parser.add_argument
-    add("--data-dir", help="NIH root with Data_Entry csv, split lists and images")
-    add("--cache-dir", help="prepared cache (default DATA_DIR/cache-IMAGE_SIZE)")
-    add("--out", default=defaults.out, help="run folder (checkpoints/ and weights/)")
-    add("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
-    add("--recipe", choices=tuple(RECIPES), help="preset of the settings below (default: default)")
-    add("--labels", choices=CHOICES["labels"], help=f"label set (default {defaults.labels})")
-    add("--val-fraction", type=float, help=f"validation share of patients (default {defaults.val_fraction})")
-    add("--trunk", help=f"timm trunk (default {defaults.trunk})")
-    add("--image-size", type=int, help=f"input side in pixels (default {defaults.image_size})")
-    add("--no-pretrained", dest="pretrained", action="store_false", default=None, help="random trunk init (offline)")
-    add("--epochs", type=int, help=f"(default {defaults.epochs}; seed recipe 5)")
-    add("--batch-size", type=int, help=f"global images per step (default {defaults.batch_size}; seed 16)")
-    add("--accum-steps", type=int, help="micro-batches per step (gradient accumulation)")
-    add("--optimizer", choices=CHOICES["optimizer"], help=f"(default {defaults.optimizer}; seed adam)")
-    add("--lr", type=float, help=f"peak learning rate (default {defaults.lr}; seed 1e-4)")
-    add("--weight-decay", type=float, help=f"(default {defaults.weight_decay}; seed 0)")
-    add("--warmup-epochs", type=float, help=f"(default {defaults.warmup_epochs}; seed 0)")
-    add("--schedule", choices=CHOICES["schedule"], help=f"(default {defaults.schedule}; seed constant)")
-    add("--min-lr-ratio", type=float, help=f"cosine floor relative to lr (default {defaults.min_lr_ratio})")
-    add("--pos-weight", choices=CHOICES["pos_weight"], help=f"BCE positive weight (default {defaults.pos_weight})")
-    add("--augment", action=argparse.BooleanOptionalAction, help="mild affine + intensity jitter (default on)")
-    add("--hflip", action=argparse.BooleanOptionalAction, help="left-right flips (default off)")
-    add("--normalize", choices=CHOICES["normalize"], help=f"input scaling (default {defaults.normalize})")
-    add("--seed", type=int, help=f"(default {defaults.seed})")
-    add("--device", choices=("auto", "cuda", "cpu"), help="(default auto)")
-    add("--precision", choices=CHOICES["precision"], help="(default auto: bf16 on CUDA, fp32 on CPU)")
-    add("--channels-last", action=argparse.BooleanOptionalAction, help="NHWC layout (default on)")
-    add("--compile", action=argparse.BooleanOptionalAction, help="torch.compile the model (default off)")
-    add("--deterministic", action=argparse.BooleanOptionalAction, help="deterministic kernels (default off)")
-    add("--workers", type=int, help=f"DataLoader workers per process (default {defaults.workers})")
-    add("--eval-batch-size", type=int, help=f"(default {defaults.eval_batch_size})")
-    add("--no-progress", dest="progress", action="store_false", default=None, help="no progress bars")
+
+    def add(flag: str, text: str, **options: Any) -> None:
+        """An option whose help ends with its default, and the seed recipe's value where that differs."""
+        field = options.get("dest", flag[2:].replace("-", "_"))
+        default = getattr(TrainConfig(), field, "")
+        seed = RECIPES["seed"].get(field, default)
+        note = f" (default {default}" + (f"; seed recipe {seed})" if seed != default else ")")
+        negative = options.get("action") == "store_false"
+        if negative:
+            options["default"] = None  # None = not given: the recipe (or the saved run) decides
+        parser.add_argument(flag, help=text if default == "" or negative else text + note, **options)
+
+    flag = argparse.BooleanOptionalAction
+    add("--data-dir", "NIH root with Data_Entry csv, split lists and images (required for a new run)")
+    add("--cache-dir", "prepared cache (default DATA_DIR/cache-IMAGE_SIZE)")
+    add("--out", "run folder: run.json, checkpoints/ and the exported weights/", default=TrainConfig().out)
+    add("--resume", "continue the run in --out (from its newest checkpoint, if any)", action="store_true")
+    add("--recipe", "preset of the settings below", choices=tuple(RECIPES))
+    add("--labels", "label set", choices=CHOICES["labels"])
+    add("--val-fraction", "share of train_val patients held out for validation", type=float)
+    add("--trunk", "timm trunk", metavar="NAME")
+    add("--image-size", "network input side in pixels (prepare the cache at the same size)", type=int)
+    add("--no-pretrained", "random trunk init instead of ImageNet weights", dest="pretrained", action="store_false")
+    add("--epochs", "epochs; the best one is exported", type=int)
+    add("--batch-size", "images per optimizer step, over all processes", type=int)
+    add("--accum-steps", "micro-batches per step (gradient accumulation)", type=int)
+    add("--optimizer", "optimizer", choices=CHOICES["optimizer"])
+    add("--lr", "peak learning rate", type=float)
+    add("--weight-decay", "decoupled weight decay on conv/linear weights", type=float)
+    add("--warmup-epochs", "linear warm-up length", type=float)
+    add("--schedule", "learning-rate schedule after warm-up", choices=CHOICES["schedule"])
+    add("--min-lr-ratio", "end of the cosine, relative to --lr", type=float)
+    add("--pos-weight", "BCE positive weight", choices=CHOICES["pos_weight"])
+    add("--augment", "mild rotation/zoom/shift and brightness/contrast/gamma jitter", action=flag)
+    add("--hflip", "random left-right flips", action=flag)
+    add("--normalize", "input scaling after [0, 1]", choices=CHOICES["normalize"])
+    add("--seed", "seed of init, validation patients, order and augmentation", type=int)
+    add("--device", "where to train", choices=("auto", "cuda", "cpu"))
+    add("--precision", "auto: bf16 on CUDA when supported, else fp16 + GradScaler; fp32 on CPU",
+        choices=CHOICES["precision"])  # fmt: skip
+    add("--channels-last", "NHWC memory layout", action=flag)
+    add("--compile", "torch.compile the model", action=flag)
+    add("--deterministic", "deterministic kernels (bit-exact GPU reruns, slower)", action=flag)
+    add("--workers", "DataLoader worker processes per training process", type=int)
+    add("--eval-batch-size", "images per validation forward pass", type=int)
+    add("--no-progress", "no progress bars", dest="progress", action="store_false")
     return parser
 
 
