@@ -9,6 +9,7 @@ from typing import Any
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 
 def plot_curves(history: Sequence[dict[str, Any]], path: str | Path) -> Path:
@@ -30,6 +31,8 @@ def plot_curves(history: Sequence[dict[str, Any]], path: str | Path) -> Path:
     auroc.legend()
     lr.plot(epochs, [r["lr"] for r in history], "o-")
     lr.set(title="learning rate at epoch end", xlabel="epoch")
+    for axes in (loss, auroc, lr):
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp.png")
     figure.savefig(tmp, dpi=90)
