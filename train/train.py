@@ -47,7 +47,7 @@ from train.dataset import CachedDataset, to_model_input
 from train.export import CURVES_PLOT, METRICS_LOG, SPLIT_FILE, export_weights, exported_epoch, write_metrics_log
 from train.inference import predict_logits
 from train.losses import batch_pos_weight, class_pos_weight
-from train.metrics import choose_thresholds, mean_auroc, per_label_auroc
+from train.metrics import choose_thresholds, json_number, mean_auroc, per_label_auroc
 from train.plots import plot_curves
 
 
@@ -426,18 +426,13 @@ def _epoch_record(
         "epoch": epoch,
         "train_loss": train_loss,
         "val_loss": val_loss,
-        "val_mean_auroc": _finite_or_none(mean),
-        "val_auroc": {label: _finite_or_none(a) for label, a in zip(val_set.labels, aurocs, strict=True)},
+        "val_mean_auroc": json_number(mean),
+        "val_auroc": {label: json_number(a) for label, a in zip(val_set.labels, aurocs, strict=True)},
         "thresholds": [float(t) for t in choose_thresholds(targets, probabilities)],
         "lr": lr,
         "train_seconds": seconds,
         "train_images_per_s": images / seconds,
     }
-
-
-def _finite_or_none(value: float) -> float | None:
-    """JSON has no NaN: an undefined AUROC (label without positives) is written as null."""
-    return None if math.isnan(value) else float(value)
 
 
 def _score(record: dict[str, Any]) -> float:
