@@ -11,6 +11,7 @@ import json
 import os
 import random
 import re
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -70,7 +71,7 @@ def latest_checkpoint(folder: str | Path) -> tuple[Path, dict[str, Any]] | None:
         try:
             return path, load_checkpoint(path)
         except CheckpointError as err:
-            print(f"warning: skipping {err}")
+            print(f"warning: skipping {err}", file=sys.stderr)
     return None
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -146,6 +147,10 @@ def generate(out: str | Path, config: SynthConfig = SynthConfig(), progress: boo
     """Write the dataset into ``out`` and return it; the same config always writes the same files."""
     if config.layout not in ("nested", "flat"):
         raise ValueError(f"layout must be 'nested' or 'flat', got {config.layout!r}.")
+    if config.patients < 1 or config.max_images_per_patient < 1 or config.size < 64:
+        raise ValueError("need at least 1 patient and 1 image each, and images of at least 64 px.")
+    if not (0 <= config.prevalence <= 1 and 0 < config.test_fraction < 1):
+        raise ValueError("prevalence must be in [0, 1] and test fraction in (0, 1).")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(config.seed)
@@ -237,6 +242,10 @@ def main(argv: list[str]) -> int:
         seed=args.seed,
         layout=args.layout,
     )
-    out = generate(args.out, config)
+    try:
+        out = generate(args.out, config)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     print(f"wrote a synthetic NIH-layout dataset to {out}")
     return 0

@@ -35,7 +35,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from cxr.config import IMAGENET_MEAN, IMAGENET_STD, ModelConfig
+from cxr.config import IMAGENET_MEAN, IMAGENET_STD, ConfigError, ModelConfig
 from cxr.labels import LABEL_SETS, label_set
 from cxr.model import CXRNet, create_trunk
 from train import checkpoint as ckpt
@@ -87,7 +87,7 @@ class TrainConfig:
     channels_last: bool = True  # NHWC memory layout (faster convolutions with tensor cores)
     compile: bool = False  # torch.compile the model
     deterministic: bool = False  # deterministic kernels: bit-exact GPU reruns, somewhat slower
-    workers: int = 8  # DataLoader worker processes per rank
+    workers: int = min(8, os.cpu_count() or 1)  # DataLoader worker processes per rank
     eval_batch_size: int = 128  # images per forward pass in validation
     progress: bool = True  # progress bars on rank 0
 
@@ -177,7 +177,7 @@ def fit(cfg: TrainConfig, resume: bool = False) -> Path:
 
 
 def _fit(cfg: TrainConfig, resume: bool, world: distributed.World, device: torch.device) -> Path:
-    # -- run folder: its config (run.json, written before epoch 1) and the checkpoint to resume from --
+    # -- run folder: its config (run.json, written once setup works) and the checkpoint to resume from --
     out = Path(cfg.out)
     checkpoints, weights_dir = out / "checkpoints", out / "weights"
     cfg = _run_config(cfg, resume, world)
@@ -261,6 +261,7 @@ def _fit(cfg: TrainConfig, resume: bool, world: distributed.World, device: torch
         "split": SPLIT_FILE,
     }
     if world.is_main:
+        _write_run_config(cfg, out)
         weights_dir.mkdir(parents=True, exist_ok=True)
         write_split(split, weights_dir / SPLIT_FILE, val_fraction=cfg.val_fraction, seed=cfg.seed)
         _sync_exports(history, best_epoch, checkpoints, weights_dir, model_config, training_info)
@@ -343,7 +344,7 @@ def _fit(cfg: TrainConfig, resume: bool, world: distributed.World, device: torch
 
 
 def _run_config(cfg: TrainConfig, resume: bool, world: distributed.World) -> TrainConfig:
-    """A new run writes its config to ``OUT/run.json``; a resumed one reads it back (runtime fields from ``cfg``)."""
+    """A resumed run's saved config (runtime fields from ``cfg``); a new run's ``cfg``, if --out is free."""
     path = Path(cfg.out) / RUN_FILE
     if resume:
         try:
@@ -353,13 +354,16 @@ def _run_config(cfg: TrainConfig, resume: bool, world: distributed.World) -> Tra
         return _resumed_config(saved, cfg)
     if path.exists():
         raise TrainError(f"{cfg.out} already holds a run: continue it with --resume, or choose another --out.")
-    distributed.barrier(world)  # every rank has looked before rank 0 writes
-    if world.is_main:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{RUN_FILE}.tmp")
-        tmp.write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+    distributed.barrier(world)  # every rank has looked before rank 0 may write run.json
     return cfg
+
+
+def _write_run_config(cfg: TrainConfig, out: Path) -> None:
+    """Save the run's config as ``OUT/run.json``, once the data and model are known to work."""
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / f".{RUN_FILE}.tmp"
+    tmp.write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, out / RUN_FILE)
 
 
 def _latest_state(checkpoints: Path, world: distributed.World) -> dict[str, Any] | None:
@@ -547,7 +551,7 @@ def main(argv: list[str]) -> int:
             fit(dataclasses.replace(TrainConfig(), **{k: v for k, v in given.items() if k != "recipe"}), resume=True)
         else:
             fit(make_config(given.pop("recipe", "default"), **given))
-    except (TrainError, DataError, CacheError) as err:
+    except (TrainError, DataError, CacheError, ConfigError, ckpt.CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     return 0
