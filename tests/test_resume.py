@@ -140,7 +140,7 @@ def test_sigkill_at_random_points_loses_at_most_the_epoch_in_progress(
         assert newest >= max(saved_before_kill, default=0)
     assert kills >= 1
     assert [r["epoch"] for r in read_metrics_log(run / "weights" / METRICS_LOG)] == list(range(1, EPOCHS + 1))
-    assert not list(checkpoints.glob(".epoch-*.tmp"))
+    assert not list(checkpoints.glob(".epoch-*.tmp")) and not list((run / "weights").glob(".*"))
     assert_same_run(run, uninterrupted)
 
 

@@ -452,6 +452,8 @@ def _sync_exports(
     training_info: dict[str, Any],
 ) -> None:
     """Bring the exported folder in line with the checkpoints: log, curves, and the best epoch's weights."""
+    for leftover in weights_dir.glob(".*.tmp*"):  # temporary files of a write that a kill interrupted
+        leftover.unlink()
     if not history:
         return
     write_metrics_log(history, weights_dir / METRICS_LOG)
