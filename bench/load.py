@@ -1,6 +1,6 @@
 """Load test of the Space: N concurrent gradio_client users against app.py on 127.0.0.1.
 
-    python bench/load.py --weights DIR [--users 4] [--requests 500] [--seconds 900]
+    python -m bench.load --weights DIR [--users 4] [--requests 500] [--seconds 900]
 
 Starts the real server, warms it up, then lets ``--users`` clients call ``/predict`` (every 5th call
 ``/cam``) on the real NIH examples until ``--requests`` calls are done or ``--seconds`` have passed;
@@ -66,13 +66,23 @@ def resident_mb(pid: int) -> float:
 
 
 def run_load(url: str, pid: int, users: int, max_requests: int, max_seconds: float, warmup: int = 8) -> LoadResult:
-    """Drive the server at ``url`` with ``users`` clients; bounded by request count and time."""
-    result = LoadResult(users=users)
+    """Drive the server at ``url`` with ``users`` clients; bounded by request count and time.
+
+    A concurrent warm-up of ``warmup`` requests per user comes first, so that the server's threads
+    and allocator have reached their working size before the "before" memory reading.
+    """
     files = [handle_file(str(path)) for path in IMAGES]
-    warm = Client(url, verbose=False, analytics_enabled=False)
-    for i in range(warmup):
-        warm.predict(files[i % len(files)], api_name="/predict")
-    result.rss_before_mb = resident_mb(pid)
+    _drive(url, files, users, warmup * users, max_seconds, LoadResult(users=users))
+    result = LoadResult(users=users, rss_before_mb=resident_mb(pid))
+    start = time.perf_counter()
+    _drive(url, files, users, max_requests, max_seconds, result)
+    result.wall_s = time.perf_counter() - start
+    result.rss_after_mb = resident_mb(pid)
+    return result
+
+
+def _drive(url: str, files: list, users: int, max_requests: int, max_seconds: float, result: LoadResult) -> None:
+    """``users`` threads with a client each, sharing ``max_requests`` tickets until the deadline."""
     tickets = itertools.count()
     lock = threading.Lock()
     deadline = time.monotonic() + max_seconds
@@ -96,13 +106,9 @@ def run_load(url: str, pid: int, users: int, max_requests: int, max_seconds: flo
                 continue
             result.latencies_s.append(time.perf_counter() - start)
 
-    start = time.perf_counter()
     with ThreadPoolExecutor(users) as pool:
         for future in [pool.submit(user) for _ in range(users)]:
             future.result()
-    result.wall_s = time.perf_counter() - start
-    result.rss_after_mb = resident_mb(pid)
-    return result
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """Inference speed at 512 x 512, batch 1, on this machine: forward vs full predict vs pytorch-grad-cam.
 
-    python bench/predict_speed.py [--repeats 7] [--trunk resnet50]
+    python -m bench.predict_speed [--repeats 7] [--trunk resnet50]
 
 Variants run round-robin, so machine noise hits them alike; medians are reported with ratios to the
 fp32 bare forward of the same run. Also checks whether channels-last and bf16 keep probabilities

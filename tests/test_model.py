@@ -112,3 +112,15 @@ def test_config_refuses_unknown_keys_and_newer_formats() -> None:
         ModelConfig.from_dict({**ModelConfig().to_dict(), "colour": "blue"})
     with pytest.raises(ConfigError, match="format_version 99"):
         ModelConfig.from_dict({**ModelConfig().to_dict(), "format_version": 99})
+
+
+def test_package_exports_resolve_and_labels_import_without_torch() -> None:
+    import subprocess
+    import sys
+
+    import cxr
+
+    assert all(getattr(cxr, name) is not None for name in cxr.__all__)
+    probe = "import sys, cxr.labels; print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
