@@ -10,6 +10,7 @@ real radiographs.
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytorch_grad_cam
 import torch
@@ -62,12 +63,16 @@ def normalize_maps(maps: torch.Tensor) -> torch.Tensor:
 def upsample_map(cam: np.ndarray, box: Letterbox) -> np.ndarray:
     """Upsample a (h, w) map of the network's square input to the original (H, W) image, in [0, 1].
 
-    Bilinear, then min-max scaled again over the square as pytorch-grad-cam does after resizing
-    (bilinear samples miss the exact peak), so a square image's map equals the library's output.
+    Bilinear (OpenCV, as pytorch-grad-cam resizes), then min-max scaled again over the square as the
+    library does after resizing (bilinear samples miss the exact peak), so a square image's map equals
+    the library's output.
     """
-    tensor = torch.from_numpy(np.ascontiguousarray(cam, dtype=np.float32))[None, None]
-    square = F.interpolate(tensor, size=(box.side, box.side), mode="bilinear", align_corners=False)
-    return np.ascontiguousarray(box.crop(normalize_maps(square)[0, 0].numpy()))
+    square = cv2.resize(
+        np.ascontiguousarray(cam, dtype=np.float32), (box.side, box.side), interpolation=cv2.INTER_LINEAR
+    )
+    square -= square.min()
+    square /= square.max() + 1e-7
+    return np.ascontiguousarray(box.crop(square))
 
 
 def library_cams(model: CXRNet, x: torch.Tensor, label_indices: list[int], method: str = "gradcam") -> np.ndarray:
