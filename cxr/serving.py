@@ -202,15 +202,27 @@ def about_markdown(served: ServedModel) -> str:
 def _evaluation_headline(evaluation: dict[str, Any]) -> str:
     numbers = []
     if _is_number(evaluation.get("mean_auroc")):
-        numbers.append(f"mean AUROC **{evaluation['mean_auroc']:.3f}** over all labels")
+        numbers.append(
+            f"mean AUROC **{evaluation['mean_auroc']:.3f}**{_ci(evaluation, 'mean_auroc_ci')} over all labels"
+        )
     if _is_number(evaluation.get("mean_auroc_chestxray8")):
-        numbers.append(f"**{evaluation['mean_auroc_chestxray8']:.3f}** over the 8 ChestX-ray8 labels")
-    where = [f"{evaluation['split']} split" if evaluation.get("split") else ""]
+        value = evaluation["mean_auroc_chestxray8"]
+        numbers.append(f"**{value:.3f}**{_ci(evaluation, 'mean_auroc_chestxray8_ci')} over the 8 ChestX-ray8 labels")
+    where = [f"{evaluation['dataset']}" if evaluation.get("dataset") else ""]
+    where.append(f"{evaluation['split']} split" if evaluation.get("split") else "")
     if evaluation.get("n_images"):
         where.append(f"{evaluation['n_images']} images")
     scope = ", ".join(w for w in where if w)
     headline = "; ".join(numbers) if numbers else "no summary metric recorded"
     return f"**Evaluation:** {headline}" + (f" ({scope})." if scope else ".")
+
+
+def _ci(evaluation: dict[str, Any], key: str) -> str:
+    """`` (95% CI 0.801–0.823)`` when the evaluation recorded a bootstrap interval, else nothing."""
+    interval = evaluation.get(key)
+    if isinstance(interval, list) and len(interval) == 2 and all(_is_number(v) for v in interval):
+        return f" (95% CI {interval[0]:.3f}–{interval[1]:.3f})"
+    return ""
 
 
 def _facts_list(title: str, facts: dict[str, Any]) -> str:

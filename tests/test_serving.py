@@ -36,9 +36,11 @@ TRAINING = {
     "schedule": {"kind": "cosine"},  # nested: left to the model card
 }
 EVALUATION = {
+    "dataset": "NIH ChestX-ray14",
     "split": "official test",
     "n_images": 25596,
     "mean_auroc": 0.8207,
+    "mean_auroc_ci": [0.8161, 0.8250],
     "mean_auroc_chestxray8": 0.8051,
     "per_label_auroc": {label: 0.7 + 0.01 * i for i, label in enumerate(CHESTXRAY14_LABELS)},
 }
@@ -120,8 +122,9 @@ def test_about_shows_the_recorded_numbers(documented_weights: Path) -> None:
     assert served.commit is None and served.model_card.startswith("# The model card")
     assert f"local folder {documented_weights.name}" in about and str(documented_weights.parent) not in about
     assert served.weights_sha256 in about
-    assert "mean AUROC **0.821** over all labels" in about and "**0.805** over the 8 ChestX-ray8 labels" in about
-    assert "(official test split, 25596 images)" in about
+    assert "mean AUROC **0.821** (95% CI 0.816–0.825) over all labels" in about
+    assert "**0.805** over the 8 ChestX-ray8 labels" in about  # no interval recorded for it: none shown
+    assert "(NIH ChestX-ray14, official test split, 25596 images)" in about
     assert "- val mean auroc: 0.831" in about and "schedule" not in about
     assert "| Pleural_Thickening | 0.440 | 0.820 |" in about  # threshold and AUROC of label 13
     assert trained_on(served.config) == (
