@@ -10,12 +10,17 @@ from PIL import Image
 
 from cxr.io import MAX_FILE_BYTES, InvalidImageError, load_image
 from tests.bad_inputs import PATIENT_IDENTIFIERS, build_corpus, identified_dicom
-from tests.conftest import DICOM_MONO1, DICOM_MONO2, NIH_512, NIH_EXAMPLES, NIH_RGBA, NON_NIH_JPEG
+from tests.conftest import DICOM_MONO1, DICOM_MONO2, NIH_512, NIH_EXAMPLES, NIH_RGBA, NON_NIH_JPEG, SHARED_DATA
 
 CORPUS = build_corpus()
+SHARED_SAMPLES = sorted((SHARED_DATA / "samples").glob("*/*"))  # all 34 real images, where ../shared exists
 
 
-@pytest.mark.parametrize("path", [*NIH_512, *NIH_EXAMPLES, NIH_RGBA, NON_NIH_JPEG, DICOM_MONO2, DICOM_MONO1])
+@pytest.mark.parametrize(
+    "path",
+    [*NIH_512, *NIH_EXAMPLES, NIH_RGBA, NON_NIH_JPEG, DICOM_MONO2, DICOM_MONO1, *SHARED_SAMPLES],
+    ids=lambda p: f"{p.parent.name}/{p.name}",
+)
 def test_real_samples_decode_to_sensible_grayscale(path) -> None:
     image = load_image(path)
     assert image.dtype == np.float32 and image.ndim == 2 and image.flags.c_contiguous
