@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -57,6 +58,28 @@ def _assert_same_picture(actual: np.ndarray, expected: np.ndarray) -> None:
     assert actual.shape == expected.shape
     difference = np.abs(actual.astype(int) - expected.astype(int))
     assert difference.max() <= 8 and (difference > 1).mean() < 0.005
+
+
+def test_the_readme_client_example_runs_against_the_app(app: LiveApp, predictor, tiny_weights, tmp_path) -> None:
+    """The documented gradio_client example, taken from README.md as written, run against the live server."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    example = re.search(r"```python\n(from gradio_client import .*?)```", readme, re.DOTALL).group(1)
+    assert "http://127.0.0.1:7860/" in example
+    script = tmp_path / "example.py"
+    script.write_text(example.replace("http://127.0.0.1:7860/", app.url))
+    result = subprocess.run([sys.executable, str(script)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    expected = predictor.predict(ROOT / "examples" / "00000001_000.png")
+    positive, probability_and_threshold, overlay, caption, sha256 = result.stdout.splitlines()[-5:]
+    assert positive == str(expected.positive)
+    probability, threshold = map(float, probability_and_threshold.split())
+    assert abs(probability - expected.probability_by_label["Cardiomegaly"]) < 1e-5 and threshold == 0.5
+    overlay_label, overlay_path = overlay.split(" ", 1)
+    assert overlay_label == expected.labels[int(expected.probabilities.argmax())]
+    with Image.open(overlay_path) as png:
+        assert png.format == "PNG" and png.size == (1024, 1024)
+    assert caption == expected.caption("Effusion")
+    assert sha256 == sha256_of(tiny_weights / "model.safetensors")
 
 
 @pytest.mark.parametrize("image", NIH_EXAMPLES, ids=lambda p: p.stem)
