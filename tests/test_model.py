@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import torch
 from timm.layers import LsePlus2d
 
+import cxr
 from cxr.config import ConfigError, ModelConfig
 from cxr.labels import CHESTXRAY8_LABELS, CHESTXRAY14_LABELS, label_set
 from cxr.model import CXRNet, LSEPool
@@ -115,11 +119,6 @@ def test_config_refuses_unknown_keys_and_newer_formats() -> None:
 
 
 def test_package_exports_resolve_and_labels_import_without_torch() -> None:
-    import subprocess
-    import sys
-
-    import cxr
-
     assert all(getattr(cxr, name) is not None for name in cxr.__all__)
     probe = "import sys, cxr.labels; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
