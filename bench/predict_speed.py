@@ -24,7 +24,7 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from cxr.config import ModelConfig
 from cxr.io import load_image
 from cxr.model import CXRNet
-from cxr.predictor import Predictor
+from cxr.predictor import Predictor, precision_context
 from cxr.preprocess import preprocess
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,7 +95,7 @@ def main() -> None:
         inputs = x.to(memory_format=predictor.memory_format)
 
         def run() -> object:
-            with torch.inference_mode(), predictor._autocast():
+            with torch.inference_mode(), precision_context(predictor.device, predictor.precision):
                 return predictor.model(inputs)
 
         return run

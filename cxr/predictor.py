@@ -21,6 +21,20 @@ from cxr.weights import load_model
 PRECISIONS = ("fp32", "bf16")
 
 
+def check_precision(precision: str) -> str:
+    """Return ``precision`` if it is one of :data:`PRECISIONS`, else raise ValueError."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}.")
+    return precision
+
+
+def precision_context(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """bf16 autocast on ``device`` for ``"bf16"``, nothing for ``"fp32"``."""
+    if check_precision(precision) == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 @dataclass(frozen=True)
 class Prediction:
     """What the model says about one image.
@@ -96,10 +110,8 @@ class Predictor:
         precision: str = "fp32",
         channels_last: bool = False,
     ) -> None:
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}.")
+        self.precision = check_precision(precision)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.precision = precision
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.model = model.eval().to(self.device, memory_format=self.memory_format)
         self.config: ModelConfig = model.config
@@ -133,7 +145,7 @@ class Predictor:
         for start in range(0, len(decoded), batch_size):
             chunk = decoded[start : start + batch_size]
             x = preprocess(chunk, self.config).to(self.device, memory_format=self.memory_format)
-            with self._autocast():
+            with precision_context(self.device, self.precision):
                 logits, maps = logits_and_grad_cams(self.model, x)
             probabilities = torch.sigmoid(logits.float() / self._temperatures).cpu().numpy()
             maps = normalize_maps(maps).cpu().numpy()
@@ -142,11 +154,6 @@ class Predictor:
                 for i, image in enumerate(chunk)
             ]
         return results
-
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.precision == "bf16":
-            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
 
 
 def _is_decoded(image: object) -> bool:

@@ -8,7 +8,6 @@ training saw it). Logits and every label's map come from one forward pass
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from tqdm import tqdm
 from cxr.cam import logits_and_grad_cams
 from cxr.io import load_image
 from cxr.model import CXRNet
+from cxr.predictor import precision_context
 from cxr.preprocess import fit_to_square, normalize
 from train.cache import ImageCache
 from train.data import Record
@@ -90,7 +90,7 @@ def predict_records(
             pixels, index = batch[0], batch[-1]
             pixels = pixels.to(device, non_blocking=True)
             x = to_model_input(pixels, config) if cache is not None else normalize(pixels, config)
-            with _autocast(device, precision):
+            with precision_context(device, precision):
                 batch_logits, batch_maps = logits_and_grad_cams(model, x)
             logits[index.numpy()] = batch_logits.float().cpu().numpy()
             for row, i in enumerate(index.tolist()):
@@ -98,11 +98,3 @@ def predict_records(
                     maps[records[i].image] = batch_maps[row].float().cpu().numpy()
             bar.update(len(index))
     return SplitPredictions(logits, maps)
-
-
-def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    if precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    if precision != "fp32":
-        raise ValueError(f"precision must be fp32 or bf16, got {precision!r}.")
-    return contextlib.nullcontext()
