@@ -11,7 +11,8 @@ import hashlib
 import logging
 import os
 import re
-import tempfile
+import secrets
+import stat
 from pathlib import Path
 
 import httpx2
@@ -62,20 +63,39 @@ def save_model(model: CXRNet, folder: str | Path) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     state = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
-    weights_tmp = _temp_path(folder, WEIGHTS_FILE)
-    save_file(state, str(weights_tmp), metadata={"format": "pt"})
+    weights_tmp = temp_file(folder, WEIGHTS_FILE)
+    save_tensors(state, weights_tmp, metadata={"format": "pt"})
     config = model.config.replace(metadata={**model.config.metadata, "weights_sha256": sha256_of(weights_tmp)})
-    config_tmp = _temp_path(folder, CONFIG_FILE)
+    config_tmp = temp_file(folder, CONFIG_FILE)
     config.save(config_tmp)
     os.replace(weights_tmp, folder / WEIGHTS_FILE)
     os.replace(config_tmp, folder / CONFIG_FILE)
     return folder
 
 
-def _temp_path(folder: Path, name: str) -> Path:
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
-    os.close(fd)
-    return Path(tmp)
+def temp_file(folder: str | Path, name: str) -> Path:
+    """Create an empty, unique ``.NAME.XXXXXXXX.tmp`` in ``folder`` to be written and renamed to ``NAME``.
+
+    Its mode follows the process umask (0644 under the usual 022), as for any file the user writes;
+    ``tempfile.mkstemp`` would make it 0600, unreadable to colleagues on a shared machine.
+    """
+    while True:
+        path = Path(folder) / f".{name}.{secrets.token_hex(4)}.tmp"
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        return path
+
+
+def save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
+    """``safetensors.torch.save_file`` into ``path``, a :func:`temp_file`, keeping the mode the umask gave it.
+
+    safetensors makes its files 0600 whatever the umask, so the mode is put back after writing.
+    """
+    mode = stat.S_IMODE(path.stat().st_mode)
+    save_file(tensors, str(path), metadata=metadata)
+    os.chmod(path, mode)
 
 
 def resolve_weights(

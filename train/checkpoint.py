@@ -12,14 +12,14 @@ import os
 import random
 import re
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+
+from cxr.weights import save_tensors, temp_file
 
 STATE_KEY = "state"  # safetensors metadata entry holding the JSON part
 CHECKPOINT_NAME = re.compile(r"^epoch-(\d{4,})\.safetensors$")
@@ -40,10 +40,9 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors: dict[str, torch.Tensor] = {}
     encoded = _encode(state, tensors)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = temp_file(path.parent, path.name)
     try:
-        save_file(tensors, tmp, metadata={STATE_KEY: json.dumps(encoded)})
+        save_tensors(tensors, tmp, metadata={STATE_KEY: json.dumps(encoded)})
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
