@@ -1,22 +1,32 @@
-"""The Space deployment, checked offline: workflow files are valid, the right files go, the README can start it."""
+"""The Space deployment, checked offline: workflow files are valid, the right files and requirements go, the README
+front matter can start it, and the requirements have wheels for its Python (pip reading indexes laid out on disk)."""
 
 from __future__ import annotations
 
+import ast
+import importlib.metadata
 import importlib.util
 import re
 import shutil
+import socket
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name, parse_wheel_filename
 
 from tests.conftest import ROOT
 
 WORKFLOWS = ROOT / ".github" / "workflows"
 DEPLOY_SCRIPT = ROOT / ".github" / "deploy_space.py"
-GRADIO_PIN = re.search(r"^gradio==(\S+)", (ROOT / "requirements.txt").read_text(), re.MULTILINE).group(1)
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+GRADIO_PIN = re.search(r"^gradio==(\S+)", "\n".join(PYPROJECT["project"]["optional-dependencies"]["app"]), re.M).group(
+    1
+)
 GOOD_README = f"""---
 title: Chest X-ray findings with Grad-CAM
 emoji: 🫁
@@ -24,6 +34,7 @@ colorFrom: blue
 colorTo: gray
 sdk: gradio
 sdk_version: {GRADIO_PIN}
+python_version: "3.11"
 app_file: app.py
 license: mit
 models: [cxr-project/chestxray14-resnet50-lse]
@@ -90,7 +101,7 @@ def test_deploy_runs_on_main_only_after_the_tests_pass_with_repository_settings(
 
 def test_the_space_gets_the_app_library_requirements_and_examples_but_no_training_or_tests(tmp_path) -> None:
     files = set(deploy_space.space_files(ROOT))
-    assert {"app.py", "requirements.txt"} <= files
+    assert "app.py" in files and "requirements.txt" not in files  # stage() writes the Space's own
     assert {f"cxr/{p.name}" for p in (ROOT / "cxr").glob("*.py")} <= files
     assert {f"examples/{p.name}" for p in (ROOT / "examples").glob("*.png")} <= files and "examples/SOURCES.md" in files
     assert not [f for f in files if f.split("/")[0] in {"train", "tests", "bench", ".github", ".ci", ".venv"}]
@@ -110,17 +121,150 @@ def test_the_space_gets_the_app_library_requirements_and_examples_but_no_trainin
         (("app_file: app.py", "app_file: main.py"), "app_file is 'main.py', not 'app.py'"),
         ((f"sdk_version: {GRADIO_PIN}", "sdk_version: 5.0.0"), f"pins gradio=={GRADIO_PIN}"),
         ((GOOD_README.split("# cxr")[0], ""), "sdk is None"),  # no front matter at all
+        # The README before issue 11: Spaces default to Python 3.10, where matplotlib>=3.11 has no wheels.
+        (('python_version: "3.11"\n', ""), "python_version is not set (Spaces then use Python 3.10"),
+        (('"3.11"', "3.10"), "python_version is 3.1, not a quoted version"),  # YAML's number 3.10
+        (('"3.11"', '"3.10"'), "python_version is '3.10' but the project needs Python >=3.11"),
     ],
 )
 def test_front_matter_that_would_not_start_the_app_is_refused(change, problem) -> None:
-    requirements = (ROOT / "requirements.txt").read_text()
-    deploy_space.check_front_matter(GOOD_README, requirements)  # the good one passes
+    deploy_space.check_front_matter(GOOD_README, PYPROJECT)  # the good one passes
     with pytest.raises(deploy_space.DeployError, match=re.escape(problem)):
-        deploy_space.check_front_matter(GOOD_README.replace(*change), requirements)
+        deploy_space.check_front_matter(GOOD_README.replace(*change), PYPROJECT)
 
 
 def test_the_repository_readme_starts_the_space() -> None:
-    readme = ROOT / "README.md"
-    if not readme.is_file():
-        pytest.skip("README.md is not written yet")
-    deploy_space.check_front_matter(readme.read_text(encoding="utf-8"), (ROOT / "requirements.txt").read_text())
+    deploy_space.check_front_matter((ROOT / "README.md").read_text(encoding="utf-8"), PYPROJECT)
+
+
+def test_the_space_requirements_are_the_runtime_ones_with_cpu_torch() -> None:
+    lines = deploy_space.space_requirements(PYPROJECT).splitlines()
+    assert lines[0] == "--extra-index-url https://download.pytorch.org/whl/cpu"
+    wanted = {canonicalize_name(Requirement(line).name): Requirement(line) for line in lines[1:]}
+    torch_pin = next(r for r in map(Requirement, PYPROJECT["project"]["dependencies"]) if r.name == "torch")
+    assert str(wanted["torch"].specifier) == f"{torch_pin.specifier}+cpu"
+    assert (
+        str(wanted["torchvision"].specifier).endswith("+cpu") and str(wanted["gradio"].specifier) == f"=={GRADIO_PIN}"
+    )
+    assert not {"scikit-learn", "scipy", "tqdm", "jinja2", "pytest"} & set(wanted)  # training and test packages
+
+
+def _imported_distributions(paths: list[Path]) -> set[str]:
+    """Canonical names of the installed distributions (other than cxr itself) providing the modules ``paths`` import."""
+    providers = importlib.metadata.packages_distributions()
+    modules = set()
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                modules |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                modules.add(node.module.split(".")[0])
+    return {canonicalize_name(dist) for module in modules for dist in providers.get(module, [])} - {"cxr"}
+
+
+def _declared(*groups: list[str]) -> set[str]:
+    return {canonicalize_name(Requirement(line).name) for group in groups for line in group}
+
+
+def test_every_imported_package_is_declared_where_it_is_used() -> None:
+    project = PYPROJECT["project"]
+    extras = project["optional-dependencies"]
+    space = {
+        canonicalize_name(Requirement(line).name)
+        for line in deploy_space.space_requirements(PYPROJECT).splitlines()[1:]
+    }
+    library = _imported_distributions(sorted((ROOT / "cxr").glob("*.py")))
+    assert {"torch", "numpy", "httpx2", "matplotlib"} <= library  # the scan sees them
+    assert library <= _declared(project["dependencies"]), "cxr/ imports a package pyproject.toml does not declare"
+    assert _imported_distributions([ROOT / "app.py"]) <= space
+    training = _imported_distributions(sorted((ROOT / "train").glob("*.py")))
+    assert {"scipy", "scikit-learn"} <= training <= _declared(project["dependencies"], extras["train"])
+    tests = _imported_distributions([*sorted((ROOT / "tests").glob("*.py")), *sorted((ROOT / "bench").glob("*.py"))])
+    assert tests <= _declared(project["dependencies"], extras["app"], extras["train"], extras["dev"])
+
+
+def test_the_requirements_files_install_the_extras() -> None:
+    def lines(name: str) -> list[str]:
+        return [line for line in (ROOT / name).read_text().splitlines() if line.strip() and not line.startswith("#")]
+
+    assert lines("requirements.txt") == ["-e .[app,train]"]
+    assert lines("requirements-dev.txt") == ["-e .[dev]"]
+    assert "cxr[app,train]" in PYPROJECT["project"]["optional-dependencies"]["dev"]
+
+
+def test_the_staged_space_folder_holds_the_files_and_the_written_requirements(tmp_path) -> None:
+    files = deploy_space.stage(tmp_path, PYPROJECT)
+    assert files == sorted([*deploy_space.space_files(ROOT), "requirements.txt"])
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()) == files
+    assert (tmp_path / "requirements.txt").read_text() == deploy_space.space_requirements(PYPROJECT)
+    assert (tmp_path / "app.py").read_bytes() == (ROOT / "app.py").read_bytes()
+
+
+def _simple_index(folder: Path, wheels: list[str]) -> str:
+    """A PEP 503 index on disk listing ``wheels`` (pip reads their names and tags, never the files)."""
+    for wheel in wheels:
+        page = folder / canonicalize_name(parse_wheel_filename(wheel)[0]) / "index.html"
+        page.parent.mkdir(parents=True, exist_ok=True)
+        with page.open("a") as f:
+            f.write(f'<a href="../../files/{wheel}">{wheel}</a>\n')
+    return folder.as_uri()
+
+
+def _lowest_allowed(requirement: Requirement) -> str:
+    return next(s.version for s in requirement.specifier if s.operator in ("==", ">="))
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory) -> tuple[str, str]:
+    """Some of the Space's requirements (one pip process each), pointed at indexes on disk, and the main index's URL.
+
+    As on PyPI, matplotlib 3.11 has wheels for CPython 3.11 and 3.12 only; the CPU index has torch and torchvision
+    for CPython 3.11; gradio and numpy have a pure-Python wheel at their lowest allowed version.
+    """
+    root = tmp_path_factory.mktemp("indexes")
+    kept = ("--extra-index-url", "torch==", "torchvision==", "matplotlib", "gradio", "numpy")
+    requirements = "".join(
+        line + "\n" for line in deploy_space.space_requirements(PYPROJECT).splitlines() if line.startswith(kept)
+    )
+    wanted = [Requirement(line) for line in requirements.splitlines()[1:]]
+    assert len(wanted) == len(kept) - 1
+    linux = "manylinux_2_28_x86_64"
+    cpu = [
+        f"{r.name}-{_lowest_allowed(r)}-cp311-cp311-{linux}.whl" for r in wanted if r.name in ("torch", "torchvision")
+    ]
+    main = [f"matplotlib-3.11.2-{tag}-{tag}-{linux}.whl" for tag in ("cp311", "cp312")]
+    main += [
+        f"{r.name.replace('-', '_')}-{_lowest_allowed(r)}-py3-none-any.whl"
+        for r in wanted
+        if r.name not in ("torch", "torchvision", "matplotlib")
+    ]
+    cpu_url = _simple_index(root / "cpu", cpu)
+    return requirements.replace(deploy_space.CPU_WHEELS, cpu_url), _simple_index(root / "pypi", main)
+
+
+def test_requirements_with_wheels_for_the_space_python_pass(published) -> None:
+    requirements, index = published
+    deploy_space.check_published(requirements, "3.11", index_url=index)
+
+
+def test_requirements_without_wheels_for_the_space_python_are_named(published) -> None:
+    requirements, index = published
+    with pytest.raises(deploy_space.DeployError, match=r"no wheel for CPython 3\.10") as refused:
+        deploy_space.check_published(requirements, "3.10", index_url=index)
+    named = str(refused.value).split(" for: ")[1]
+    assert "matplotlib" in named and "torch==" in named and "torchvision==" in named and "gradio" not in named
+
+
+def test_an_unreachable_index_is_a_clear_failure_not_a_pass() -> None:
+    with socket.socket() as s:  # a loopback port that nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(deploy_space.DeployError, match=rf"cannot reach the package index http://127.0.0.1:{port}/"):
+        deploy_space.check_published("numpy>=2\n", "3.11", index_url=f"http://127.0.0.1:{port}/simple")
+
+
+def test_dry_run_offline_checks_the_front_matter_and_lists_the_files_and_requirements(capsys) -> None:
+    assert deploy_space.main(["--dry-run", "--offline"]) == 0
+    out, err = capsys.readouterr()
+    assert "app.py\n" in out and out.endswith(deploy_space.space_requirements(PYPROJECT))
+    assert "--offline: wheels for Python 3.11 not checked" in err
