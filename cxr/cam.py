@@ -10,26 +10,28 @@ real radiographs.
 
 from __future__ import annotations
 
+import importlib
+
 import cv2
 import numpy as np
-import pytorch_grad_cam
 import torch
 import torch.nn.functional as F
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 from cxr.model import CXRNet
 from cxr.preprocess import Letterbox
 
-# The library's methods, by the names researchers know them; all use the transition layer.
-LIBRARY_CAM_METHODS: dict[str, type[pytorch_grad_cam.base_cam.BaseCAM]] = {
-    "gradcam": pytorch_grad_cam.GradCAM,
-    "hirescam": pytorch_grad_cam.HiResCAM,
-    "gradcam++": pytorch_grad_cam.GradCAMPlusPlus,
-    "xgradcam": pytorch_grad_cam.XGradCAM,
-    "layercam": pytorch_grad_cam.LayerCAM,
-    "eigencam": pytorch_grad_cam.EigenCAM,
-    "scorecam": pytorch_grad_cam.ScoreCAM,
-    "ablationcam": pytorch_grad_cam.AblationCAM,
+# The library's methods, by the names researchers know them, and their pytorch-grad-cam classes; all use the
+# transition layer. pytorch-grad-cam is imported only when one is asked for: it pulls in scikit-learn and scipy
+# (~200 MB), which predicting and serving do not need, so it is the optional `cxr[cams]`.
+LIBRARY_CAM_METHODS: dict[str, str] = {
+    "gradcam": "GradCAM",
+    "hirescam": "HiResCAM",
+    "gradcam++": "GradCAMPlusPlus",
+    "xgradcam": "XGradCAM",
+    "layercam": "LayerCAM",
+    "eigencam": "EigenCAM",
+    "scorecam": "ScoreCAM",
+    "ablationcam": "AblationCAM",
 }
 
 
@@ -82,8 +84,13 @@ def library_cams(model: CXRNet, x: torch.Tensor, label_indices: list[int], metho
     score/ablation CAM), but every method of the library is available on the same layer.
     """
     try:
-        cam_class = LIBRARY_CAM_METHODS[method]
+        class_name = LIBRARY_CAM_METHODS[method]
     except KeyError:
         raise ValueError(f"Unknown CAM method {method!r}; choose from {', '.join(LIBRARY_CAM_METHODS)}.") from None
-    with cam_class(model=model, target_layers=[model.transition]) as cam:
-        return np.stack([cam(input_tensor=x, targets=[ClassifierOutputTarget(i)])[0] for i in label_indices])
+    try:
+        library = importlib.import_module("pytorch_grad_cam")
+    except ImportError:
+        raise ImportError('library_cams needs pytorch-grad-cam: pip install "cxr[cams]"') from None
+    target = importlib.import_module("pytorch_grad_cam.utils.model_targets").ClassifierOutputTarget
+    with getattr(library, class_name)(model=model, target_layers=[model.transition]) as cam:
+        return np.stack([cam(input_tensor=x, targets=[target(i)])[0] for i in label_indices])

@@ -146,7 +146,8 @@ def test_the_space_requirements_are_the_runtime_ones_with_cpu_torch() -> None:
     assert (
         str(wanted["torchvision"].specifier).endswith("+cpu") and str(wanted["gradio"].specifier) == f"=={GRADIO_PIN}"
     )
-    assert not {"scikit-learn", "scipy", "tqdm", "jinja2", "pytest"} & set(wanted)  # training and test packages
+    # Training, test and pytorch-grad-cam packages (the last brings scikit-learn and scipy) stay off the Space.
+    assert not {"scikit-learn", "scipy", "tqdm", "jinja2", "pytest", "grad-cam"} & set(wanted)
 
 
 def _imported_distributions(paths: list[Path]) -> set[str]:
@@ -180,16 +181,16 @@ def test_every_imported_package_is_declared_where_it_is_used() -> None:
     training = _imported_distributions(sorted((ROOT / "train").glob("*.py")))
     assert {"scipy", "scikit-learn"} <= training <= _declared(project["dependencies"], extras["train"])
     tests = _imported_distributions([*sorted((ROOT / "tests").glob("*.py")), *sorted((ROOT / "bench").glob("*.py"))])
-    assert tests <= _declared(project["dependencies"], extras["app"], extras["train"], extras["dev"])
+    assert tests <= _declared(project["dependencies"], extras["app"], extras["train"], extras["cams"], extras["dev"])
 
 
 def test_the_requirements_files_install_the_extras() -> None:
     def lines(name: str) -> list[str]:
         return [line for line in (ROOT / name).read_text().splitlines() if line.strip() and not line.startswith("#")]
 
-    assert lines("requirements.txt") == ["-e .[app,train]"]
+    assert lines("requirements.txt") == ["-e .[app,train,cams]"]
     assert lines("requirements-dev.txt") == ["-e .[dev]"]
-    assert "cxr[app,train]" in PYPROJECT["project"]["optional-dependencies"]["dev"]
+    assert "cxr[app,train,cams]" in PYPROJECT["project"]["optional-dependencies"]["dev"]
 
 
 def test_the_staged_space_folder_holds_the_files_and_the_written_requirements(tmp_path) -> None:
