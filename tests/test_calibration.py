@@ -8,7 +8,7 @@ from scipy.special import expit
 from sklearn.calibration import calibration_curve
 from sklearn.linear_model import LogisticRegression
 
-from train.calibration import (
+from train.evaluation.calibration import (
     TEMPERATURE_BOUNDS,
     brier_score,
     convert_thresholds,

@@ -23,7 +23,7 @@ from cxr.weights import WEIGHTS_FILE, WeightsError, load_config, load_model, sav
 from tests.conftest import make_model
 from train.__main__ import main as train_main
 from train.data import find_images, label_matrix, official_split, read_bbox_list
-from train.evaluate import save_config_keeping_weights
+from train.evaluation.evaluate import save_config_keeping_weights
 from train.synth import SynthConfig, generate
 
 # Thresholds away from 0.5, so that converting them under new temperatures is a real change.

@@ -7,20 +7,20 @@ import pytest
 
 from cxr.config import ModelConfig
 from cxr.labels import CHESTXRAY8_LABELS, CHESTXRAY14_LABELS
-from train.bootstrap import BootstrapSettings
-from train.evaluate import classification_metrics, evaluation_summary
-from train.published import CHEXNET_2017, PUBLISHED, WANG_2017
-from train.report import (
+from train.evaluation.bootstrap import BootstrapSettings
+from train.evaluation.evaluate import classification_metrics, evaluation_summary
+from train.evaluation.plots import write_plots
+from train.evaluation.published import CHEXNET_2017, PUBLISHED, WANG_2017
+from train.evaluation.report import render_report
+from train.evaluation.subgroups import subgroup_auroc
+from train.evaluation.tables import (
     comparison_table,
     number,
     per_label_table,
     percent,
-    render_report,
     table,
     with_ci,
-    write_plots,
 )
-from train.subgroups import subgroup_auroc
 
 
 @pytest.mark.parametrize("result", PUBLISHED, ids=lambda p: p.name)

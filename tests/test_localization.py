@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from train.localization import (
+from train.evaluation.localization import (
     LocalizationCase,
     boxes_from_heatmap,
     evaluate_localization,

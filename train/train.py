@@ -44,10 +44,10 @@ from train.augment import Augmentation
 from train.cache import CacheError, ImageCache, default_cache_dir
 from train.data import DataError, dataset_name, official_split, write_split
 from train.dataset import CachedDataset, to_model_input
+from train.evaluation.metrics import choose_thresholds, json_number, mean_auroc, per_label_auroc
 from train.export import CURVES_PLOT, METRICS_LOG, SPLIT_FILE, export_weights, exported_epoch, write_metrics_log
 from train.inference import predict_logits
 from train.losses import batch_pos_weight, class_pos_weight
-from train.metrics import choose_thresholds, json_number, mean_auroc, per_label_auroc
 from train.plots import plot_curves
 
 

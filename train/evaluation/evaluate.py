@@ -30,8 +30,6 @@ from cxr.config import ModelConfig
 from cxr.labels import CHESTXRAY8_LABELS
 from cxr.preprocess import Letterbox
 from cxr.weights import CONFIG_FILE, WEIGHTS_FILE, WeightsError, load_model, sha256_of
-from train import calibration
-from train.bootstrap import BootstrapSettings, auroc_with_intervals
 from train.cache import CacheError, ImageCache, default_cache_dir
 from train.data import (
     BBOX_LIST,
@@ -49,13 +47,16 @@ from train.data import (
     read_split,
     records_by_name,
 )
-from train.localization import LocalizationCase, evaluate_localization
-from train.metrics import json_number, operating_point_metrics, per_label_auprc, prevalence
-from train.predict import predict_records
-from train.published import PUBLISHED
-from train.relabels import find_relabels, read_relabels, relabel_auroc
-from train.report import write_plots, write_report
-from train.subgroups import subgroup_attributes, subgroup_auroc
+from train.evaluation import calibration
+from train.evaluation.bootstrap import BootstrapSettings, auroc_with_intervals
+from train.evaluation.localization import LocalizationCase, evaluate_localization
+from train.evaluation.metrics import json_number, operating_point_metrics, per_label_auprc, prevalence
+from train.evaluation.plots import write_plots
+from train.evaluation.predict import predict_records
+from train.evaluation.published import PUBLISHED
+from train.evaluation.relabels import find_relabels, read_relabels, relabel_auroc
+from train.evaluation.report import write_report
+from train.evaluation.subgroups import subgroup_attributes, subgroup_auroc
 
 METRICS_FORMAT = 1
 METRICS_FILE = "metrics.json"

@@ -25,11 +25,11 @@ from huggingface_hub.errors import HfHubHTTPError
 from cxr.config import ModelConfig
 from cxr.labels import CHESTXRAY8_LABELS, CHESTXRAY14_LABELS
 from cxr.weights import CONFIG_FILE, PICKLE_SUFFIXES, WEIGHTS_FILE, WeightsError, load_config, load_model, sha256_of
-from train import report
-from train.evaluate import EVALUATION_DIR, METRICS_FILE, SPLIT_FILE, evaluation_summary
-from train.published import WANG_2017
+from train.evaluation import report, tables
+from train.evaluation.evaluate import EVALUATION_DIR, METRICS_FILE, SPLIT_FILE, evaluation_summary
+from train.evaluation.published import WANG_2017
 
-CARD_TEMPLATE = Path(__file__).resolve().parents[1] / "model_card.md"
+CARD_TEMPLATE = Path(__file__).resolve().parents[2] / "model_card.md"
 CARD_FILE = "README.md"
 # The Hub's copy of NIH's release (images, Data_Entry_2017_v2020, the official split lists, boxes).
 DEFAULT_DATASET_ID = "alkzar90/NIH-Chest-X-ray-dataset"
@@ -109,7 +109,7 @@ def card_metadata(config: ModelConfig, metrics: dict[str, Any], repo_id: str, da
     results = [
         (f"Mean AUROC ({len(config.labels)} findings)", metrics["mean_auroc"]),
         ("Mean AUROC (8 ChestX-ray8 findings)", metrics["mean_auroc_chestxray8"]),
-        *[(f"AUROC {report.pretty(label)}", m["auroc"]) for label, m in metrics["per_label"].items()],
+        *[(f"AUROC {tables.pretty(label)}", m["auroc"]) for label, m in metrics["per_label"].items()],
     ]
     eval_results = [
         EvalResult(
@@ -175,20 +175,20 @@ def render_card(
         config=config,
         sha256=config.metadata.get("weights_sha256"),
         metrics=metrics,
-        headline=report.with_ci(metrics["mean_auroc"], metrics["mean_auroc_ci"])
+        headline=tables.with_ci(metrics["mean_auroc"], metrics["mean_auroc_ci"])
         + f" over {len(config.labels)} findings; "
-        + report.with_ci(metrics["mean_auroc_chestxray8"], metrics["mean_auroc_chestxray8_ci"])
+        + tables.with_ci(metrics["mean_auroc_chestxray8"], metrics["mean_auroc_chestxray8_ci"])
         + f" over the 8 ChestX-ray8 findings (Wang et al. 2017: {WANG_2017.mean_auroc:.3f} over 14)",
         plots=metrics["plots"],
-        headline_table=report.headline_table(metrics),
-        per_label_table=report.per_label_table(metrics),
-        comparison_table=report.comparison_table(metrics),
+        headline_table=tables.headline_table(metrics),
+        per_label_table=tables.per_label_table(metrics),
+        comparison_table=tables.comparison_table(metrics),
         threshold_sentence=report.threshold_sentence(metrics),
-        operating_point_table=report.operating_point_table(metrics),
+        operating_point_table=tables.operating_point_table(metrics),
         temperature_sentence=report.temperature_sentence(metrics),
-        calibration_table=report.calibration_table(metrics),
-        subgroup_sentence=report.subgroup_gap_sentence(metrics),
-        subgroup_table=report.subgroup_table(metrics),
+        calibration_table=tables.calibration_table(metrics),
+        subgroup_sentence=tables.subgroup_gap_sentence(metrics),
+        subgroup_table=tables.subgroup_table(metrics),
         localization_section=_demote(report.localization_section(metrics)),
         relabel_section=_demote(report.relabel_section(metrics)),
         training_table=training_table(config),
@@ -213,13 +213,13 @@ def training_table(config: ModelConfig) -> str:
         return "No training record in `config.json` (`metadata.training` is empty)."
     rows = [[key.replace("_", " "), _setting(value)] for key, value in training.items()]
     rows.append(["per-label thresholds", "chosen on validation (F1-optimal); see the operating-point table"])
-    return report.table(["Setting", "Value"], rows, "ll")
+    return tables.table(["Setting", "Value"], rows, "ll")
 
 
 def _setting(value: Any, nested: bool = False) -> str:
     """A training setting for a table cell: floats to 4 significant digits, dicts as ``key value, …``."""
     if isinstance(value, dict):
-        text = ", ".join(f"{report.pretty(str(k))} {_setting(v, True)}" for k, v in value.items())
+        text = ", ".join(f"{tables.pretty(str(k))} {_setting(v, True)}" for k, v in value.items())
         return f"({text})" if nested else text
     if isinstance(value, float):
         return f"{value:.4g}"
@@ -255,7 +255,7 @@ def files_table(files: dict[str, int]) -> str:
     rows = [[f"`{CARD_FILE}`", "", FILE_DESCRIPTIONS[CARD_FILE]]]
     for name, size in sorted(files.items()):
         rows.append([f"`{name}`", _size(size), _describe(name)])
-    return report.table(["File", "Size", "What"], rows, "lrl")
+    return tables.table(["File", "Size", "What"], rows, "lrl")
 
 
 def _describe(name: str) -> str:
