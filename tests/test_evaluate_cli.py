@@ -100,17 +100,22 @@ def test_metrics_equal_an_independent_computation_through_the_predictor(weights:
             assert image.format == "PNG" and min(image.size) > 200
 
 
-def test_calibration_stores_temperatures_without_changing_decisions(weights: Path, synth_data: Path) -> None:
+def test_calibration_stores_temperatures_and_biases_without_changing_decisions(weights: Path, synth_data: Path) -> None:
     before = load_config(weights)
     metrics = run_evaluate(weights, synth_data, "--calibrate", "--update-config")
     after = load_config(weights)
-    scaling = metrics["temperature_scaling"]
+    scaling = metrics["calibration_fit"]
     assert list(after.temperatures) == [scaling["temperatures"][label] for label in after.labels]
-    assert after.temperatures != before.temperatures
-    # A threshold moves exactly where its temperature did (a threshold of 0.5, logit 0, would stay put).
+    assert list(after.biases) == [scaling["biases"][label] for label in after.labels]
+    assert list(after.thresholds) == [scaling["thresholds"][label] for label in after.labels]
+    assert after.temperatures != before.temperatures and after.biases != before.biases
+    # A threshold moves exactly where the scaling did.
     moved = [a != b for a, b in zip(after.thresholds, before.thresholds, strict=True)]
-    refit = [a != b for a, b in zip(after.temperatures, before.temperatures, strict=True)]
-    assert moved == [r and t != 0.5 for r, t in zip(refit, before.thresholds, strict=True)] and sum(moved) >= 5
+    refit = [
+        (t1, b1) != (t0, b0)
+        for t1, b1, t0, b0 in zip(after.temperatures, after.biases, before.temperatures, before.biases, strict=True)
+    ]
+    assert moved == refit and sum(moved) >= 5
     images = find_images(synth_data)
     test = [images[r.image] for r in official_split(synth_data).test]
     old = Predictor(make_model(SMALL, seed=1), device="cpu").predict_batch(test)

@@ -78,11 +78,11 @@ def classification_metrics(
 ) -> dict[str, Any]:
     """AUROC (CI), AUPRC, prevalence, operating point and calibration per label, and the means.
 
-    Probabilities are ``sigmoid(logit / T)`` with the config's temperatures, and decisions use the
-    config's per-label thresholds: exactly what the app shows for the same weights.
+    Probabilities are ``sigmoid((logit + bias) / T)`` with the config's biases and temperatures, and
+    decisions use the config's per-label thresholds: exactly what the app shows for the same weights.
     """
     labels = list(config.labels)
-    probability = calibration.probabilities(logits, config.temperatures)
+    probability = calibration.probabilities(logits, calibration.Scaling.of(config))
     subsets = {
         "all": list(range(len(labels))),
         "chestxray8": [labels.index(label) for label in CHESTXRAY8_LABELS if label in labels],
@@ -101,6 +101,7 @@ def classification_metrics(
             "mean_probability": [json_number(v) for v in bins.mean_probability],
             "fraction_positive": [json_number(v) for v in bins.fraction_positive],
         }
+        slope, intercept = calibration.calibration_slope_intercept(y_true[:, k], probability[:, k])
         per_label[label] = {
             "n_positive": int(y_true[:, k].sum()),
             "prevalence": float(share[k]),
@@ -109,9 +110,16 @@ def classification_metrics(
             "auprc": json_number(auprc[k]),
             "threshold": config.thresholds[k],
             "temperature": config.temperatures[k],
+            "bias": config.biases[k],
             **{key: json_number(operating[key][k]) for key in ("sensitivity", "specificity", "ppv", "npv", "f1")},
             "confusion": {key: int(operating[key][k]) for key in ("tp", "fp", "tn", "fn")},
+            "mean_probability": float(probability[:, k].mean()),
             "ece": bins.ece,
+            "ece_equal_mass": calibration.expected_calibration_error(
+                y_true[:, k], probability[:, k], CALIBRATION_BINS, "mass"
+            ),
+            "calibration_slope": json_number(slope),
+            "calibration_intercept": json_number(intercept),
             "brier": calibration.brier_score(y_true[:, k], probability[:, k]),
         }
     return {
@@ -124,32 +132,32 @@ def classification_metrics(
         "mean_auroc_chestxray8_ci": [json_number(v) for v in aurocs.means_ci["chestxray8"]],
         "per_label": per_label,
         "calibration": {
+            "method": "sigmoid((logit + bias) / temperature) per label (Platt scaling)",
             "n_bins": CALIBRATION_BINS,
             "mean_ece": float(np.mean([m["ece"] for m in per_label.values()])),
+            "mean_ece_equal_mass": float(np.mean([m["ece_equal_mass"] for m in per_label.values()])),
             "mean_brier": float(np.mean([m["brier"] for m in per_label.values()])),
             "reliability": reliability,
         },
     }
 
 
-def fit_temperature_scaling(
-    config: ModelConfig, val_logits: np.ndarray, val_true: np.ndarray
-) -> tuple[ModelConfig, dict[str, Any]]:
-    """Fit per-label temperatures on validation; return the new config and what changed.
+def fit_calibration(config: ModelConfig, val_logits: np.ndarray, val_true: np.ndarray) -> tuple[ModelConfig, dict]:
+    """Fit per-label temperatures and biases on validation; return the new config and what changed.
 
-    Thresholds are converted along with the temperatures, so every decision stays the same.
+    Thresholds are converted along with them, so every decision stays the same.
     """
-    old_t = np.asarray(config.temperatures)
-    new_t = calibration.fit_temperatures(val_logits, val_true)
-    thresholds = calibration.convert_thresholds(np.asarray(config.thresholds), old_t, new_t)
-    calibrated = config.replace(temperatures=tuple(new_t.tolist()), thresholds=tuple(thresholds.tolist()))
+    fitted = calibration.fit_scaling(val_logits, val_true)
+    calibrated = fitted.apply_to(config)
     return calibrated, {
+        "method": "Platt scaling: per-label temperature and bias, sigmoid((logit + bias) / temperature)",
         "fitted_on": "val",
         "n_images": len(val_true),
-        "temperatures": dict(zip(config.labels, new_t.tolist(), strict=True)),
-        "previous_temperatures": dict(zip(config.labels, old_t.tolist(), strict=True)),
-        "thresholds": dict(zip(config.labels, thresholds.tolist(), strict=True)),
-        "previous_thresholds": dict(zip(config.labels, config.thresholds, strict=True)),
+        **{
+            f"{prefix}{field}": dict(zip(config.labels, getattr(source, field), strict=True))
+            for prefix, source in (("", calibrated), ("previous_", config))
+            for field in ("temperatures", "biases", "thresholds")
+        },
     }
 
 
@@ -268,7 +276,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--cache-dir", type=Path, help="prepared cache (default DATA_DIR/cache-SIZE when complete)")
     parser.add_argument("--bbox-list", type=Path, help="BBox_List_2017.csv (default: in DATA_DIR)")
     parser.add_argument("--relabels", type=Path, help="Google adjudicated labels csv(.gz) (default: in DATA_DIR)")
-    parser.add_argument("--calibrate", action="store_true", help="fit per-label temperatures on the validation split")
+    parser.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="fit per-label temperatures and biases (Platt scaling) on the validation split",
+    )
     parser.add_argument(
         "--available-only",
         action="store_true",
@@ -277,7 +289,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--update-config",
         action="store_true",
-        help="store the headline numbers (and fitted temperatures) in WEIGHTS/config.json for the app",
+        help="store the headline numbers (and the fitted temperatures, biases and thresholds) in WEIGHTS/config.json",
     )
     parser.add_argument("--bootstrap", type=int, default=1000, help="patient bootstrap resamples (default 1000)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
@@ -317,7 +329,8 @@ def select_records(split: Split, args: argparse.Namespace, images: dict[str, Pat
         raise DataError(f"No image of the {args.split} split to evaluate.")
     if args.calibrate and (args.split == "val" or not val):
         raise DataError(
-            "--calibrate fits temperatures on the validation split: evaluate the test split, with a val split."
+            "--calibrate fits temperatures and biases on the validation split: evaluate the test split, "
+            "with a val split."
         )
     return records, val, subset
 
@@ -359,9 +372,10 @@ def evaluate(args: argparse.Namespace) -> tuple[dict[str, Any], Path]:
     scaling = None
     if args.calibrate:
         val_logits = predict_records(model, val, description="val (calibration)", **run).logits
-        ece_before = calibration.mean_ece(y_true, calibration.probabilities(predictions.logits, config.temperatures))
-        config, scaling = fit_temperature_scaling(config, val_logits, label_matrix(val, config.labels))
-        scaling["mean_ece_before"] = ece_before
+        before = calibration.probabilities(predictions.logits, calibration.Scaling.of(config))
+        config, scaling = fit_calibration(config, val_logits, label_matrix(val, config.labels))
+        scaling["mean_ece_before"] = calibration.mean_ece(y_true, before)
+        scaling["mean_ece_equal_mass_before"] = calibration.mean_ece(y_true, before, CALIBRATION_BINS, "mass")
 
     settings = BootstrapSettings(n_resamples=args.bootstrap, seed=args.seed)
     patients = np.array([r.patient_id for r in records])
@@ -386,9 +400,10 @@ def evaluate(args: argparse.Namespace) -> tuple[dict[str, Any], Path]:
     metrics.update(classification_metrics(y_true, predictions.logits, patients, config, settings))
     if scaling:
         scaling["mean_ece_after"] = metrics["calibration"]["mean_ece"]
+        scaling["mean_ece_equal_mass_after"] = metrics["calibration"]["mean_ece_equal_mass"]
         scaling["stored_in_config"] = bool(args.update_config)
-        metrics["temperature_scaling"] = scaling
-    probability = calibration.probabilities(predictions.logits, config.temperatures)
+        metrics["calibration_fit"] = scaling
+    probability = calibration.probabilities(predictions.logits, calibration.Scaling.of(config))
     attributes = subgroup_attributes(records)
     metrics["subgroups"] = subgroup_auroc(y_true, probability, patients, attributes, config.labels, settings)
     metrics["published"] = {

@@ -46,7 +46,7 @@ TAGS = [
     "safetensors",
 ]
 FILE_DESCRIPTIONS = {
-    CONFIG_FILE: "labels, input contract, per-label thresholds and temperatures, provenance, evaluation summary",
+    CONFIG_FILE: "labels, input contract, per-label thresholds, temperatures and biases, provenance, evaluation",
     WEIGHTS_FILE: "the weights (safetensors; never pickle)",
     CARD_FILE: "this model card",
     METRICS_FILE: "every number of the evaluation (JSON)",
@@ -185,7 +185,7 @@ def render_card(
         comparison_table=tables.comparison_table(metrics),
         threshold_sentence=report.threshold_sentence(metrics),
         operating_point_table=tables.operating_point_table(metrics),
-        temperature_sentence=report.temperature_sentence(metrics),
+        calibration_sentence=report.calibration_sentence(metrics),
         calibration_table=tables.calibration_table(metrics),
         subgroup_sentence=tables.subgroup_gap_sentence(metrics),
         subgroup_table=tables.subgroup_table(metrics),

@@ -40,7 +40,7 @@ def render_report(metrics: Metrics, plots: dict[str, str]) -> str:
         _image(plots, "roc", "ROC curves"),
         _image(plots, "pr", "Precision-recall curves"),
         "## At the operating thresholds\n\n" + threshold_sentence(metrics) + "\n\n" + operating_point_table(metrics),
-        "## Calibration\n\n" + temperature_sentence(metrics) + "\n\n" + calibration_table(metrics),
+        "## Calibration\n\n" + calibration_sentence(metrics) + "\n\n" + calibration_table(metrics),
         _image(plots, "reliability", "Reliability diagrams"),
         "## Subgroups\n\n" + subgroup_gap_sentence(metrics) + "\n\n" + subgroup_table(metrics),
         _image(plots, "subgroups", "Mean AUROC by subgroup"),
@@ -99,17 +99,26 @@ def threshold_sentence(metrics: Metrics) -> str:
     )
 
 
-def temperature_sentence(metrics: Metrics) -> str:
-    """Which temperatures the probabilities use, and what fitting them did to ECE."""
-    scaling = metrics.get("temperature_scaling")
-    if not scaling:
-        return "Probabilities as served by the app (the temperatures in `config.json`). ECE uses 10 equal-width bins."
-    previous = set(scaling["previous_temperatures"].values())
-    before = "as trained (T = 1)" if previous == {1.0} else "with the temperatures config.json held before"
+def calibration_sentence(metrics: Metrics) -> str:
+    """How probabilities are calibrated, and what fitting the calibration did to ECE."""
+    method = (
+        "Each probability is `sigmoid((logit + bias) / temperature)` with the finding's own bias and temperature "
+        "from `config.json` (Platt scaling; a bias of 0 and temperature of 1 leave the network's sigmoid as it "
+        f"is). ECE is shown over {metrics['calibration']['n_bins']} equal-width and over as many equal-mass bins "
+        "(equal numbers of images: at low prevalence nearly all images share the first equal-width bin). "
+        "Calibration slope and intercept come from the logistic fit `y ~ sigmoid(intercept + slope * logit(p))`: "
+        "slope 1 and intercept 0 are perfect, slope < 1 means too extreme probabilities."
+    )
+    fit = metrics.get("calibration_fit")
+    if not fit:
+        return method
+    untouched = set(fit["previous_temperatures"].values()) == {1.0} and set(fit["previous_biases"].values()) == {0.0}
+    before = "as trained" if untouched else "with the calibration config.json held before"
     return (
-        f"Temperatures fitted on the validation split ({scaling['n_images']:,} images); thresholds converted so "
-        f"every decision is unchanged. Mean ECE on this split: {number(scaling['mean_ece_before'])} {before}, "
-        f"{number(scaling['mean_ece_after'])} after."
+        f"{method}\n\nBiases and temperatures fitted on the validation split ({fit['n_images']:,} images); thresholds "
+        f"converted so every decision is unchanged. Mean ECE on this split {before}: "
+        f"{number(fit['mean_ece_before'])} (equal-mass bins {number(fit['mean_ece_equal_mass_before'])}); after: "
+        f"{number(fit['mean_ece_after'])} ({number(fit['mean_ece_equal_mass_after'])})."
     )
 
 

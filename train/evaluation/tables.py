@@ -61,7 +61,8 @@ def headline_table(metrics: Metrics) -> str:
             "Mean AUROC, 8 ChestX-ray8 labels",
             with_ci(metrics["mean_auroc_chestxray8"], metrics["mean_auroc_chestxray8_ci"]),
         ],
-        ["Mean ECE (10 bins)", number(metrics["calibration"]["mean_ece"])],
+        ["Mean ECE (10 equal-width bins)", number(metrics["calibration"]["mean_ece"])],
+        ["Mean ECE (10 equal-mass bins)", number(metrics["calibration"]["mean_ece_equal_mass"])],
         ["Mean Brier score", number(metrics["calibration"]["mean_brier"])],
     ]
     localization = metrics.get("localization")
@@ -104,17 +105,26 @@ def operating_point_table(metrics: Metrics) -> str:
 
 
 def calibration_table(metrics: Metrics) -> str:
-    """ECE, Brier score and temperature per label."""
-    rows = [
-        [
-            pretty(label),
-            number(metrics["per_label"][label]["ece"]),
-            number(metrics["per_label"][label]["brier"]),
-            number(metrics["per_label"][label]["temperature"], 2),
-        ]
-        for label in metrics["labels"]
-    ]
-    return table(["Finding", "ECE", "Brier", "Temperature"], rows)
+    """Mean probability against prevalence, ECE (both binnings), slope, intercept, Brier, bias and temperature."""
+    rows = []
+    for label in metrics["labels"]:
+        m = metrics["per_label"][label]
+        rows.append(
+            [
+                pretty(label),
+                percent(m["prevalence"], 2),
+                percent(m["mean_probability"], 2),
+                number(m["ece"]),
+                number(m["ece_equal_mass"]),
+                number(m["calibration_slope"], 2),
+                number(m["calibration_intercept"], 2),
+                number(m["brier"]),
+                number(m["bias"], 2),
+                number(m["temperature"], 2),
+            ]
+        )
+    header = ["Finding", "Prevalence", "Mean probability", "ECE (width)", "ECE (mass)", "Slope", "Intercept", "Brier"]
+    return table([*header, "Bias", "Temperature"], rows)
 
 
 def subgroup_table(metrics: Metrics) -> str:
