@@ -102,7 +102,8 @@ def test_metrics_equal_an_independent_computation_through_the_predictor(weights:
 
 def test_calibration_stores_temperatures_and_biases_without_changing_decisions(weights: Path, synth_data: Path) -> None:
     before = load_config(weights)
-    metrics = run_evaluate(weights, synth_data, "--calibrate", "--update-config")
+    metrics = run_evaluate(weights, synth_data, "--calibrate", "--update-config", "--recarve-val", "0")
+    assert metrics["split_source"].endswith("validation re-carved on request: 0.1 of train_val patients, seed 0")
     after = load_config(weights)
     scaling = metrics["calibration_fit"]
     assert list(after.temperatures) == [scaling["temperatures"][label] for label in after.labels]
@@ -129,10 +130,18 @@ def test_without_update_config_the_weights_folder_is_untouched(weights: Path, sy
     config_bytes = (weights / "config.json").read_bytes()
     out = tmp_path / "elsewhere"
     argv = ["evaluate", "--weights", str(weights), "--data-dir", str(synth_data), "--workers", "0"]
-    assert train_main([*argv, "--bootstrap", "20", "--out", str(out), "--calibrate"]) == 0
+    assert train_main([*argv, "--bootstrap", "20", "--out", str(out), "--calibrate", "--recarve-val", "0"]) == 0
     assert (weights / "config.json").read_bytes() == config_bytes
     assert not (weights / "evaluation").exists()
     assert (out / "metrics.json").is_file() and (out / "report.md").is_file()
+
+
+def test_validation_is_never_re_carved_with_a_guessed_seed(weights: Path, synth_data: Path, capsys) -> None:
+    argv = ["evaluate", "--weights", str(weights), "--data-dir", str(synth_data), "--workers", "0"]
+    for needs_val in (["--calibrate"], ["--split", "val"]):
+        assert train_main([*argv, *needs_val]) == 2
+        assert "re-carving it with a guessed seed" in capsys.readouterr().err
+    assert not (weights / "evaluation").exists()
 
 
 def test_missing_images_and_bad_folders_give_one_clear_error(weights: Path, synth_data: Path, tmp_path, capsys) -> None:

@@ -33,19 +33,16 @@ from cxr.weights import CONFIG_FILE, WEIGHTS_FILE, WeightsError, load_model, sha
 from train.cache import CacheError, ImageCache, default_cache_dir
 from train.data import (
     BBOX_LIST,
+    TEST_LIST,
     Box,
     DataError,
     Record,
     Split,
     dataset_name,
-    find_data_entry,
     find_images,
     label_matrix,
-    official_split,
     read_bbox_list,
-    read_data_entry,
-    read_split,
-    records_by_name,
+    read_split_list,
 )
 from train.evaluation import calibration
 from train.evaluation.bootstrap import BootstrapSettings, auroc_with_intervals
@@ -56,13 +53,13 @@ from train.evaluation.predict import predict_records
 from train.evaluation.published import PUBLISHED
 from train.evaluation.relabels import find_relabels, read_relabels, relabel_auroc
 from train.evaluation.report import write_report
+from train.evaluation.splits import load_split
 from train.evaluation.subgroups import subgroup_attributes, subgroup_auroc
 
 METRICS_FORMAT = 1
 METRICS_FILE = "metrics.json"
 PREDICTIONS_FILE = "predictions.csv"
 EVALUATION_DIR = "evaluation"
-SPLIT_FILE = "split.json"
 CALIBRATION_BINS = 10
 
 
@@ -181,6 +178,8 @@ def evaluation_summary(metrics: dict[str, Any]) -> dict[str, Any]:
         "created": metrics["created"],
         "metrics_file": f"{EVALUATION_DIR}/{METRICS_FILE}",
     }
+    if metrics.get("subset"):
+        summary["subset"] = metrics["subset"]["description"]
     if metrics.get("localization"):
         summary["pointing_game"] = metrics["localization"]["all"]["pointing_game"]
     return summary
@@ -213,15 +212,6 @@ def write_predictions(path: Path, records: Sequence[Record], probability: np.nda
 
 
 # ---------------------------------------------------------------- data
-
-
-def load_split(data_dir: Path, weights: Path, split_file: Path | None) -> tuple[Split, str]:
-    """The split the weights were trained with (``split.json`` next to them), else the official one."""
-    by_name = records_by_name(read_data_entry(find_data_entry(data_dir)))
-    path = split_file or (weights / SPLIT_FILE)
-    if path.is_file():
-        return read_split(path, by_name), f"{path.name} of the weights"
-    return official_split(data_dir), "official NIH lists (validation: 10% of train_val patients, seed 0)"
 
 
 def open_cache(data_dir: Path, cache_dir: Path | None, image_size: int, records: Sequence[Record]) -> ImageCache | None:
@@ -272,7 +262,15 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", type=Path, required=True, help="NIH root: Data_Entry, split lists, images")
     parser.add_argument("--split", choices=("test", "val"), default="test", help="split to evaluate (default test)")
     parser.add_argument("--out", type=Path, help="output folder (default WEIGHTS/evaluation)")
-    parser.add_argument("--split-file", type=Path, help="split.json to use (default WEIGHTS/split.json, else official)")
+    parser.add_argument("--split-file", type=Path, help="split.json to use (default WEIGHTS/split.json)")
+    parser.add_argument(
+        "--recarve-val",
+        type=int,
+        metavar="SEED",
+        help="without a split.json: re-carve validation patients from train_val_list.txt with the training run's "
+        "seed (and --val-fraction); --calibrate and --split val are refused without a split file or this",
+    )
+    parser.add_argument("--val-fraction", type=float, default=0.1, help="with --recarve-val (default 0.1)")
     parser.add_argument("--cache-dir", type=Path, help="prepared cache (default DATA_DIR/cache-SIZE when complete)")
     parser.add_argument("--bbox-list", type=Path, help="BBox_List_2017.csv (default: in DATA_DIR)")
     parser.add_argument("--relabels", type=Path, help="Google adjudicated labels csv(.gz) (default: in DATA_DIR)")
@@ -284,7 +282,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--available-only",
         action="store_true",
-        help="smoke test: evaluate only the split's images found under DATA_DIR (flagged; publish refuses it)",
+        help="evaluate only the split's images found under DATA_DIR; the subset is stated in metrics.json, the report "
+        "and the model card",
     )
     parser.add_argument(
         "--update-config",
@@ -317,13 +316,14 @@ def main(argv: list[str]) -> int:
 
 
 def select_records(split: Split, args: argparse.Namespace, images: dict[str, Path]) -> tuple[list, list, dict | None]:
-    """The records to evaluate and the validation records (for --calibrate); with --available-only,
-    only those whose image is at hand, plus a note of how many that is."""
+    """The records to evaluate, the validation records (for --calibrate), and the subset record.
+
+    With --available-only only the records whose image is at hand are kept. The subset record is
+    None when the whole official test list (or the whole validation split) is evaluated; otherwise
+    ``{"used", "official", "description"}``, which metrics.json, the report and the model card state.
+    """
     records, val = getattr(split, args.split), split.val
-    subset = None
     if args.available_only:
-        # A smoke test on the images at hand; the numbers are flagged as not comparable, and publish refuses them.
-        subset = {"n_evaluated": sum(r.image in images for r in records), "n_in_split": len(records)}
         records, val = [r for r in records if r.image in images], [r for r in val if r.image in images]
     if not records:
         raise DataError(f"No image of the {args.split} split to evaluate.")
@@ -332,6 +332,17 @@ def select_records(split: Split, args: argparse.Namespace, images: dict[str, Pat
             "--calibrate fits temperatures and biases on the validation split: evaluate the test split, "
             "with a val split."
         )
+    if args.split == "test":
+        official, name = len(read_split_list(args.data_dir / TEST_LIST)), f"official test images ({TEST_LIST})"
+    else:
+        official, name = len(split.val), "validation images of the split"
+    subset = None
+    if len(records) != official:
+        subset = {
+            "used": len(records),
+            "official": official,
+            "description": f"{len(records):,} of the {official:,} {name}",
+        }
     return records, val, subset
 
 
@@ -351,7 +362,9 @@ def evaluate(args: argparse.Namespace) -> tuple[dict[str, Any], Path]:
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model = load_model(weights, map_location=device)
     config = model.config
-    split, split_source = load_split(args.data_dir, weights, args.split_file)
+    recarve = None if args.recarve_val is None else (args.recarve_val, args.val_fraction)
+    needs_val = args.calibrate or args.split == "val"
+    split, split_source = load_split(args.data_dir, weights, args.split_file, needs_val=needs_val, recarve=recarve)
     images = find_images(args.data_dir)
     records, val, subset = select_records(split, args, images)
     needed = records + (val if args.calibrate else [])

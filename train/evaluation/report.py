@@ -31,7 +31,7 @@ def render_report(metrics: Metrics, plots: dict[str, str]) -> str:
         f"Dataset: {metrics['dataset']}. {metrics['n_images']:,} images of {metrics['n_patients']:,} patients. "
         f"Weights SHA-256 `{w['sha256']}` ({w['trunk']}, {w['image_size']} px, "
         f"{'trained' if w['trained'] else 'UNTRAINED (random) weights'}). Created {metrics['created']}.",
-        _subset_warning(metrics),
+        subset_warning(metrics),
         f"Intervals: {metrics['bootstrap']['n_resamples']} bootstrap resamples of patients, "
         f"{metrics['bootstrap']['confidence']:.0%} percentile intervals.",
         "## Headline\n\n" + headline_table(metrics),
@@ -122,13 +122,14 @@ def calibration_sentence(metrics: Metrics) -> str:
     )
 
 
-def _subset_warning(metrics: Metrics) -> str:
+def subset_warning(metrics: Metrics) -> str:
+    """A quoted warning when the evaluation used only part of the official test list (or of the validation split)."""
     subset = metrics.get("subset")
     if not subset:
         return ""
     return (
-        f"> **Smoke test on a subset: {subset['n_evaluated']:,} of the {subset['n_in_split']:,} images of the "
-        f"{metrics['split']} split** (only those present). These numbers are not comparable with anything."
+        f"> **Evaluated on {subset['description']}**, not the whole {metrics['split']} split: the images at hand. "
+        "The intervals are correspondingly wide, and the numbers are not comparable with results on the whole split."
     )
 
 
