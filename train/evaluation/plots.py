@@ -163,7 +163,7 @@ def plot_localization(metrics: Metrics, folder: Path) -> str | None:
         return None
     protocol = localization["protocol"]
     region = default_region(protocol)
-    thresholds = protocol["overlap_thresholds"]
+    thresholds = protocol["overlap_thresholds"]["iobb"]
     fig = Figure(figsize=(7.5, 3.8))
     ax = fig.subplots()
     colors = matplotlib.colormaps["tab20"].colors

@@ -62,12 +62,14 @@ def localization_section(metrics: Metrics) -> str:
     return (
         "## Localization (BBox_List_2017)\n\n"
         f"{localization['all']['n_boxes']} boxes on {localization['all']['n_images']} (image, finding) pairs. "
-        f"Protocol of Wang et al. (2017): the Grad-CAM heatmap of the box's finding, at image resolution, is "
-        f"scaled to [0, 255] and thresholded at {default_region(protocol)}; a box is drawn around each "
-        "connected region, and a ground-truth box counts as localized when a drawn box overlaps it with "
-        "IoBB (intersection over the drawn box's area) above T. AFP: drawn boxes that localize nothing, per "
-        f"image. Pointing game: the heatmap's maximum lies within {protocol['pointing_tolerance_px']:g} px of a "
-        "ground-truth box. metrics.json also holds IoU and the other region threshold(s).\n\n"
+        "Protocol of Wang et al. (2017): the signed class activation map of the box's finding (the sum of the "
+        "transition channels weighted by the finding's classifier weights, before the ReLU that makes it the "
+        f"Grad-CAM shown in the app), at image resolution, is min-max scaled to [0, 255] and thresholded at "
+        f"{default_region(protocol)}; a box is drawn around each connected region, and a ground-truth box counts "
+        "as localized when a drawn box overlaps it with IoBB (intersection over the drawn box's area) above T, on "
+        "Wang's grid T(IoBB) = 0.1, 0.25, 0.5, 0.75, 0.9. AFP: drawn boxes that localize nothing, per image. "
+        f"Pointing game: the map's maximum lies within {protocol['pointing_tolerance_px']:g} px of a "
+        "ground-truth box. metrics.json also holds an IoU grid (0.1-0.7) and the other region threshold(s).\n\n"
         + localization_table(metrics)
     )
 

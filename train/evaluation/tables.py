@@ -202,7 +202,7 @@ def localization_table(metrics: Metrics) -> str:
     localization = metrics["localization"]
     protocol = localization["protocol"]
     region = default_region(protocol)
-    thresholds = protocol["overlap_thresholds"]
+    thresholds = protocol["overlap_thresholds"]["iobb"]
     rows = []
     for label, entry in [*localization["per_label"].items(), ("**All**", localization["all"])]:
         accuracy = entry["iobb"][region]["accuracy"]
