@@ -420,7 +420,8 @@ def evaluate(args: argparse.Namespace) -> tuple[dict[str, Any], Path]:
     attributes = subgroup_attributes(records)
     metrics["subgroups"] = subgroup_auroc(y_true, probability, patients, attributes, config.labels, settings)
     metrics["published"] = {
-        p.name: {"split": p.split, "official_split": p.official_split, "mean_auroc": p.mean_auroc} for p in PUBLISHED
+        p.name: {"source": p.source, "split": p.split, "official_split": p.official_split, "mean_auroc": p.mean_auroc}
+        for p in PUBLISHED
     }
     if boxes:
         cases = localization_cases(boxes, predictions.maps, images, list(config.labels))

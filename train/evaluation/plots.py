@@ -101,7 +101,7 @@ def plot_auroc_ci(metrics: Metrics, folder: Path) -> str:
             ax.plot(reference, yi, "|", c="C3", ms=10, mew=2)
     ax.set_yticks(y, [pretty(label) for label in labels], fontsize=8)
     ax.axvline(0.5, ls=":", c="grey", lw=0.8)
-    ax.set_xlabel("AUROC (95% patient-bootstrap CI); red mark: Wang et al. 2017 ResNet-50", fontsize=8)
+    ax.set_xlabel(f"AUROC (95% patient-bootstrap CI); red mark: {PUBLISHED[0].name}, ResNet-50", fontsize=8)
     ax.set_xlim(min(0.4, ax.get_xlim()[0]), 1.0)
     return _save(fig, folder / PLOT_FILES["auroc"])
 

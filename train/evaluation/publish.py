@@ -29,7 +29,7 @@ from cxr.weights import CONFIG_FILE, PICKLE_SUFFIXES, WEIGHTS_FILE, WeightsError
 from train.data import describe_subset
 from train.evaluation import report, tables
 from train.evaluation.evaluate import EVALUATION_DIR, METRICS_FILE, evaluation_summary
-from train.evaluation.published import WANG_2017
+from train.evaluation.published import PUBLISHED, WANG_ARXIV
 from train.evaluation.splits import SPLIT_FILE
 
 CARD_TEMPLATE = Path(__file__).resolve().parents[2] / "model_card.md"
@@ -262,7 +262,7 @@ def render_card(
         headline=tables.with_ci(metrics["mean_auroc"], metrics["mean_auroc_ci"])
         + f" over {len(config.labels)} findings; "
         + tables.with_ci(metrics["mean_auroc_chestxray8"], metrics["mean_auroc_chestxray8_ci"])
-        + f" over the 8 ChestX-ray8 findings (Wang et al. 2017: {WANG_2017.mean_auroc:.3f} over 14)",
+        + f" over the 8 ChestX-ray8 findings ({WANG_ARXIV.name}: {WANG_ARXIV.mean_auroc:.3f} over 14)",
         plots=metrics["plots"],
         headline_table=tables.headline_table(metrics),
         per_label_table=tables.per_label_table(metrics),
@@ -284,6 +284,7 @@ def render_card(
         pin_sentence=pin_sentence,
         files_table=files_table(files),
         citations=WANG_BIBTEX,
+        published_sources=published_sources(),
     )
     return str(card)
 
@@ -296,6 +297,11 @@ def evaluated_on(metrics: dict[str, Any]) -> str:
     )
     subset = metrics.get("subset")
     return f"{text} — evaluated on {subset['description']} only" if subset else text
+
+
+def published_sources() -> str:
+    """One line per published comparison: the exact paper version and table its numbers come from."""
+    return "\n".join(f"- {p.name}: {p.citation} Numbers: {p.source}." for p in PUBLISHED)
 
 
 def _demote(section: str) -> str:

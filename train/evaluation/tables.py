@@ -166,34 +166,42 @@ def subgroup_gap_sentence(metrics: Metrics) -> str:
 
 
 def comparison_table(metrics: Metrics) -> str:
-    """Our per-label AUROC next to published results; the CheXNet column is marked as another split."""
-    columns = [(p, p.name + ("" if p.official_split else " ¹")) for p in PUBLISHED]
+    """Our per-label AUROC next to published results, each column footnoted with its source, table and split."""
+    marks = "¹²³⁴⁵⁶⁷⁸⁹"
     rows = []
     for label in metrics["labels"]:
         m = metrics["per_label"][label]
         rows.append(
-            [pretty(label), with_ci(m["auroc"], m["auroc_ci"])] + [number(p.per_label.get(label)) for p, _ in columns]
+            [pretty(label), with_ci(m["auroc"], m["auroc_ci"])] + [number(p.per_label.get(label)) for p in PUBLISHED]
         )
     if len(metrics["labels"]) == 14:
         rows.append(
             ["**Mean (14)**", f"**{with_ci(metrics['mean_auroc'], metrics['mean_auroc_ci'])}**"]
-            + [f"**{number(p.mean_auroc)}**" for p, _ in columns]
+            + [f"**{number(p.mean_auroc)}**" if p.n_labels == 14 else DASH for p in PUBLISHED]
         )
     rows.append(
         [
             "**Mean (ChestX-ray8 labels)**",
             f"**{with_ci(metrics['mean_auroc_chestxray8'], metrics['mean_auroc_chestxray8_ci'])}**",
         ]
-        + [f"**{number(np.mean([p.per_label[label] for label in CHESTXRAY8_LABELS]))}**" for p, _ in columns]
+        + [f"**{number(np.mean([p.per_label[label] for label in CHESTXRAY8_LABELS]))}**" for p in PUBLISHED]
     )
-    header = ["Finding", f"These weights ({metrics['split']})"] + [title for _, title in columns]
+    header = ["Finding", f"These weights ({metrics['split']})"] + [
+        f"{p.name} {marks[i]}" for i, p in enumerate(PUBLISHED)
+    ]
     notes = []
     if metrics.get("dataset", "").startswith("synthetic"):
         notes.append(
             "**These weights were evaluated on synthetic images**: the published columns are real NIH results."
         )
-    notes += [f"¹ {p.name}: {p.split}." for p in PUBLISHED if not p.official_split]
-    notes += [f"{p.name}: {p.model}, {p.split}." for p in PUBLISHED if p.official_split]
+    notes += [
+        f"{marks[i]} {p.name}: {p.model}. Source: {p.source}. Split: {p.split}. Checked: {p.checked}."
+        for i, p in enumerate(PUBLISHED)
+    ]
+    notes.append(
+        "Only results on the official test list (`test_list.txt`) are directly comparable with these weights' "
+        "test numbers; none of the columns above is confirmed to be on it."
+    )
     return table(header, rows) + "\n\n" + "\n".join(f"- {note}" for note in notes)
 
 
