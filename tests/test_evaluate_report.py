@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from cxr.config import ModelConfig
 from cxr.labels import CHESTXRAY8_LABELS, CHESTXRAY14_LABELS
 from train.evaluation.bootstrap import BootstrapSettings
 from train.evaluation.evaluate import classification_metrics, evaluation_summary
-from train.evaluation.plots import write_plots
+from train.evaluation.plots import plot_reliability, write_plots
 from train.evaluation.published import CHEXNET_2017, PUBLISHED, WANG_ARXIV, WANG_CVPR
 from train.evaluation.report import render_report
 from train.evaluation.subgroups import subgroup_auroc
@@ -159,3 +160,21 @@ def test_a_chestxray8_model_has_one_mean_and_no_14_label_row() -> None:
     text = comparison_table(m)
     assert "Mean (14)" not in text and "Mean (ChestX-ray8 labels)" in text
     assert len(text.split("\n\n")[0].splitlines()) == 2 + 8 + 1
+
+
+def red_corner(path) -> float:
+    """Share of strongly red pixels in the bottom-right corner, where a synthetic-data plot is marked."""
+    with Image.open(path) as image:
+        rgb = np.asarray(image.convert("RGB"), dtype=int)
+    corner = rgb[-25:, -160:]
+    return float(((corner[..., 0] > 180) & (corner[..., 1] < 80) & (corner[..., 2] < 80)).mean())
+
+
+def test_plots_of_synthetic_data_say_so(metrics, tmp_path) -> None:
+    clean = {k: v for k, v in metrics.items() if k != "_arrays"}
+    synthetic = plot_reliability(clean, tmp_path)
+    assert red_corner(tmp_path / synthetic) > 0.02
+    real = tmp_path / "real"
+    real.mkdir()
+    plot_reliability({**clean, "dataset": "NIH ChestX-ray14"}, real)
+    assert red_corner(real / synthetic) == 0.0

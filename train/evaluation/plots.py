@@ -35,8 +35,11 @@ def _grid(n: int, size: float = 2.6) -> tuple[Figure, np.ndarray]:
     return fig, axes.flat
 
 
-def _save(fig: Figure, path: Path) -> str:
+def _save(fig: Figure, path: Path, metrics: Metrics) -> str:
+    """Write the figure; one measured on synthetic images says so on the image itself."""
     fig.tight_layout()
+    if metrics.get("dataset", "").startswith("synthetic"):
+        fig.text(0.995, 0.005, "SYNTHETIC DATA", ha="right", va="bottom", color="C3", fontsize=9, weight="bold")
     fig.savefig(path, dpi=110)
     return path.name
 
@@ -79,7 +82,7 @@ def plot_curves(y_true: np.ndarray, probability: np.ndarray, metrics: Metrics, f
             + ("" if key == "roc" else ", dotted = prevalence"),
             fontsize=10,
         )
-        written[key] = _save(fig, folder / PLOT_FILES[key])
+        written[key] = _save(fig, folder / PLOT_FILES[key], metrics)
     return written
 
 
@@ -103,31 +106,47 @@ def plot_auroc_ci(metrics: Metrics, folder: Path) -> str:
     ax.axvline(0.5, ls=":", c="grey", lw=0.8)
     ax.set_xlabel(f"AUROC (95% patient-bootstrap CI); red mark: {PUBLISHED[0].name}, ResNet-50", fontsize=8)
     ax.set_xlim(min(0.4, ax.get_xlim()[0]), 1.0)
-    return _save(fig, folder / PLOT_FILES["auroc"])
+    return _save(fig, folder / PLOT_FILES["auroc"], metrics)
 
 
 def plot_reliability(metrics: Metrics, folder: Path) -> str:
-    """Reliability diagram per finding: fraction positive vs. mean probability per bin, bin counts shaded."""
+    """Reliability diagram per finding: fraction positive vs. mean probability per bin, with a histogram.
+
+    The histogram (share of images per bin) has its own right-hand axis from 0 to 1, so a bin holding
+    nearly all images (the usual first bin at low prevalence) is drawn whole, not clipped.
+    """
     labels = metrics["labels"]
-    fig, axes = _grid(len(labels))
-    for ax, label in zip(axes, labels, strict=False):
+    fig, axes = _grid(len(labels), size=2.9)
+    for i, (ax, label) in enumerate(zip(axes, labels, strict=False)):
         bins = metrics["calibration"]["reliability"][label]
         edges = np.asarray(bins["edges"])
-        centers = (edges[:-1] + edges[1:]) / 2
         count = np.asarray(bins["count"], dtype=float)
         mean_p = np.array([np.nan if v is None else v for v in bins["mean_probability"]])
         frac = np.array([np.nan if v is None else v for v in bins["fraction_positive"]])
-        ax.bar(centers, count / max(count.max(), 1), width=edges[1] - edges[0], color="0.9", edgecolor="0.8")
+        share = ax.twinx()
+        share.bar(edges[:-1], count / max(count.sum(), 1), width=np.diff(edges), align="edge", color="0.88")
+        share.set_ylim(0, 1)
+        share.tick_params(labelsize=6, colors="0.45")
+        ax.set_zorder(share.get_zorder() + 1)  # the curve in front of the bars
+        ax.patch.set_visible(False)
         ax.plot([0, 1], [0, 1], ls=":", c="grey", lw=0.8)
         ax.plot(mean_p, frac, "o-", ms=3, lw=1.2)
-        ax.set_title(f"{pretty(label)} (ECE {number(metrics['per_label'][label]['ece'])})", fontsize=9)
+        m = metrics["per_label"][label]
+        ax.set_title(f"{pretty(label)} (ECE {number(m['ece'])})", fontsize=9)
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
         ax.tick_params(labelsize=7)
+        ax.set_xlabel("mean predicted probability", fontsize=7)
+        if i % 4 == 0:
+            ax.set_ylabel("fraction positive", fontsize=7)
+        if i % 4 == 3 or i == len(labels) - 1:
+            share.set_ylabel("share of images (grey)", fontsize=7, color="0.45")
     fig.suptitle(
-        "Reliability: fraction positive vs. predicted probability (grey: share of images per bin)", fontsize=10
+        "Reliability: fraction positive vs. predicted probability per bin (dotted: perfect calibration); "
+        "grey bars: share of images per bin",
+        fontsize=10,
     )
-    return _save(fig, folder / PLOT_FILES["reliability"])
+    return _save(fig, folder / PLOT_FILES["reliability"], metrics)
 
 
 def plot_subgroups(metrics: Metrics, folder: Path) -> str | None:
@@ -153,7 +172,7 @@ def plot_subgroups(metrics: Metrics, folder: Path) -> str | None:
         ax.tick_params(axis="y", labelsize=7)
         ax.grid(axis="y", lw=0.3)
     axes.flat[0].set_ylabel("Mean AUROC (95% CI)", fontsize=8)
-    return _save(fig, folder / PLOT_FILES["subgroups"])
+    return _save(fig, folder / PLOT_FILES["subgroups"], metrics)
 
 
 def plot_localization(metrics: Metrics, folder: Path) -> str | None:
@@ -177,7 +196,7 @@ def plot_localization(metrics: Metrics, folder: Path) -> str | None:
     ax.grid(lw=0.3)
     ax.set_title(f"Localization accuracy (heatmap threshold {region})", fontsize=9)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    return _save(fig, folder / PLOT_FILES["localization"])
+    return _save(fig, folder / PLOT_FILES["localization"], metrics)
 
 
 def write_plots(y_true: np.ndarray, probability: np.ndarray, metrics: Metrics, folder: str | Path) -> dict[str, str]:
