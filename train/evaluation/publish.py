@@ -25,8 +25,8 @@ from huggingface_hub.errors import HfHubHTTPError
 
 from cxr.config import ModelConfig
 from cxr.labels import CHESTXRAY8_LABELS, CHESTXRAY14_LABELS
+from cxr.provenance import describe_subset
 from cxr.weights import CONFIG_FILE, PICKLE_SUFFIXES, WEIGHTS_FILE, WeightsError, load_config, load_model, sha256_of
-from train.data import describe_subset
 from train.evaluation import report, tables
 from train.evaluation.evaluate import EVALUATION_DIR, METRICS_FILE, evaluation_summary
 from train.evaluation.published import PUBLISHED, WANG_ARXIV
