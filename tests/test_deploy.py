@@ -174,11 +174,11 @@ def test_every_imported_package_is_declared_where_it_is_used() -> None:
         canonicalize_name(Requirement(line).name)
         for line in deploy_space.space_requirements(PYPROJECT).splitlines()[1:]
     }
-    library = _imported_distributions(sorted((ROOT / "cxr").glob("*.py")))
+    library = _imported_distributions(sorted((ROOT / "cxr").rglob("*.py")))
     assert {"torch", "numpy", "httpx2", "matplotlib"} <= library  # the scan sees them
     assert library <= _declared(project["dependencies"]), "cxr/ imports a package pyproject.toml does not declare"
     assert _imported_distributions([ROOT / "app.py"]) <= space
-    training = _imported_distributions(sorted((ROOT / "train").glob("*.py")))
+    training = _imported_distributions(sorted((ROOT / "train").rglob("*.py")))
     assert {"scipy", "scikit-learn"} <= training <= _declared(project["dependencies"], extras["train"])
     tests = _imported_distributions([*sorted((ROOT / "tests").glob("*.py")), *sorted((ROOT / "bench").glob("*.py"))])
     assert tests <= _declared(project["dependencies"], extras["app"], extras["train"], extras["cams"], extras["dev"])

@@ -97,7 +97,11 @@ def test_the_wheel_installs_into_a_fresh_venv_and_predicts_like_the_checkout(tmp
         names = set(archive.namelist())
         metadata = archive.read(f"cxr-{version}.dist-info/METADATA").decode()
         entry_points = archive.read(f"cxr-{version}.dist-info/entry_points.txt").decode()
-    assert {f"cxr/starter/{name}" for name in STARTER_FILES} <= names and "cxr/__main__.py" in names
+    modules = {
+        p.relative_to(source).as_posix() for package in ("cxr", "train") for p in (source / package).rglob("*.py")
+    }
+    assert modules <= names and "train/evaluation/__init__.py" in modules  # subpackages too
+    assert {f"cxr/starter/{name}" for name in STARTER_FILES} <= names
     assert "cxr = cxr.cli:main" in entry_points  # the `cxr` command, besides `python -m cxr`
     requires = [
         Requirement(line.split(": ", 1)[1]) for line in metadata.splitlines() if line.startswith("Requires-Dist")
