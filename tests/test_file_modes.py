@@ -63,6 +63,7 @@ def test_temp_files_are_new_and_distinct(tmp_path) -> None:
 def test_a_save_clears_the_temporary_files_of_a_save_that_was_killed(tmp_path) -> None:
     folder = tmp_path / "w"
     folder.mkdir()
-    temp_file(folder, "model.safetensors"), temp_file(folder, "config.json")  # as a killed save leaves them
+    for name in ("model.safetensors", "config.json"):
+        temp_file(folder, name)  # as a save killed mid-write leaves them
     save_model(make_model(), folder)
     assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]
