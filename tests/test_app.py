@@ -54,10 +54,10 @@ def _rgb(path: str) -> np.ndarray:
 
 
 def _assert_same_picture(actual: np.ndarray, expected: np.ndarray) -> None:
-    """Same size and the same pixels, but for the few where float noise moves the heat to the next colormap entry."""
+    """Same size and the same picture up to JPEG's loss (~41 dB PSNR here; another label's map is ~16 dB off)."""
     assert actual.shape == expected.shape
-    difference = np.abs(actual.astype(int) - expected.astype(int))
-    assert difference.max() <= 8 and (difference > 1).mean() < 0.005
+    mse = np.mean((actual.astype(float) - expected.astype(float)) ** 2)
+    assert 10 * np.log10(255**2 / mse) >= 35
 
 
 def test_the_readme_client_example_runs_against_the_app(app: LiveApp, predictor, tiny_weights, tmp_path) -> None:
@@ -76,8 +76,8 @@ def test_the_readme_client_example_runs_against_the_app(app: LiveApp, predictor,
     assert abs(probability - expected.probability_by_label["Cardiomegaly"]) < 1e-5 and threshold == 0.5
     overlay_label, overlay_path = overlay.split(" ", 1)
     assert overlay_label == expected.labels[int(expected.probabilities.argmax())]
-    with Image.open(overlay_path) as png:
-        assert png.format == "PNG" and png.size == (1024, 1024)
+    with Image.open(overlay_path) as jpeg:
+        assert jpeg.format == "JPEG" and jpeg.size == (1024, 1024)
     assert caption == expected.caption("Effusion")
     assert sha256 == sha256_of(tiny_weights / "model.safetensors")
 
