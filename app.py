@@ -65,7 +65,7 @@ CSS = """
 #examples img {height: 72px; width: 72px; object-fit: cover;}
 @media (max-width: 640px) {
   /* A phone gets one column, results first: upload, images, caption, findings, then the controls and examples. */
-  h1 {font-size: 1.15rem !important; margin: 0 !important;}
+  h1 {font-size: 1.05rem !important; margin: 0 !important;}
   .block.cxr-note, .block.cxr-untrained {padding: 4px 8px !important;}
   .cxr-note p, .cxr-untrained p {font-size: 0.75rem !important; line-height: 1.3 !important;}
   #main {flex-direction: column; flex-wrap: nowrap;}
@@ -75,7 +75,6 @@ CSS = """
   #images {flex-wrap: nowrap !important; gap: 6px !important;}
   #images > div {min-width: 0 !important;}
   #findings button {padding-top: 0; padding-bottom: 0;}
-  #examples img {height: 56px; width: 56px;}
 }
 """
 
@@ -195,8 +194,9 @@ def build_demo(served: ServedModel, forget_after_s: int = 120) -> gr.Blocks:
             )
 
         def tell_refusal(message: str | None) -> None:
+            """An error toast for a refused upload (Gradio titles every error toast "Error": the text names it)."""
             if message:
-                raise gr.Error(message, title=REFUSED, print_exception=False)
+                raise gr.Error(f"{REFUSED}: {message}", title=REFUSED, print_exception=False)
 
         def redraw(prediction: Prediction | None, label_value: str, opacity_value: float):
             if prediction is None:
@@ -216,7 +216,7 @@ def build_demo(served: ServedModel, forget_after_s: int = 120) -> gr.Blocks:
             outputs=[result, refusal, original, overlay, findings, label, caption, answer],
             api_visibility="private",
             **model_events,
-        ).then(tell_refusal, inputs=[refusal], outputs=None, api_visibility="private", queue=False)
+        ).then(tell_refusal, inputs=[refusal], outputs=None, api_visibility="private", **render_events)
         examples.click(lambda i: str(EXAMPLES[i]), inputs=[examples], outputs=[upload], api_visibility="private")
         gr.on(
             [label.input, opacity.release],
