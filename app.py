@@ -175,12 +175,12 @@ def build_demo(served: ServedModel, forget_after_s: int = 120) -> gr.Blocks:
 
         def analyse_upload(path: str | None, opacity_value: float):
             if path is None:
-                return _cleared(labels, "Upload a chest X-ray to see findings.")
+                return _cleared(choices, "Upload a chest X-ray to see findings.")
             try:
                 prediction = predict_file(path)
             except gr.Error as err:
                 # Clear the previous image's results: they must never sit next to another file's name.
-                return _cleared(labels, f"**{REFUSED}.** {err.message}", refused=err.message)
+                return _cleared(choices, f"**{REFUSED}.** {err.message}", refused=err.message)
             shown = top_label(prediction)
             return (
                 prediction,
@@ -255,9 +255,9 @@ def build_demo(served: ServedModel, forget_after_s: int = 120) -> gr.Blocks:
     return demo
 
 
-def _cleared(labels: list[str], message: str, refused: str | None = None) -> tuple:
+def _cleared(choices: list[tuple[str, str]], message: str, refused: str | None = None) -> tuple:
     """Outputs of the upload event with no result: empty panels and ``message`` under the images."""
-    return None, refused, None, None, None, gr.update(choices=labels, value=labels[0]), message, None
+    return None, refused, None, None, None, gr.update(choices=choices, value=choices[0][1]), message, None
 
 
 def _grayscale_uint8(image: np.ndarray) -> np.ndarray:

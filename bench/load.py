@@ -1,17 +1,21 @@
 """Load test of the Space: N concurrent gradio_client users against app.py on 127.0.0.1.
 
-    python -m bench.load --weights DIR [--users 4] [--requests 500] [--seconds 900]
+    python -m bench.load --weights DIR [--users 1 4 16] [--requests 500] [--seconds 900]
 
-Starts the real server, warms it up, then lets ``--users`` clients call ``/predict`` (every 5th call
-``/cam``) on the real NIH examples until ``--requests`` calls are done or ``--seconds`` have passed;
-every loop stops by itself. Prints throughput, p50/p95 latency, failures and the server's resident
-memory before and after. ``tests/test_load.py`` runs a short version.
+Starts the real server (torch using every core), then for each number of ``--users``: warms it up and
+lets that many clients call ``/predict`` (every 5th call ``/cam``) on the real NIH examples until
+``--requests`` calls are done or ``--seconds`` have passed; every loop stops by itself. Prints, per number
+of users, throughput, p50/p95 latency, failures and the server's resident memory before and after, and
+the throughput as a ratio of what ``Predictor.predict_batch`` sustains alone in this process on the same
+images (4 per forward), measured in the same run while the server is idle. ``tests/test_load.py`` runs a
+short version.
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import statistics
 import tempfile
 import threading
@@ -22,6 +26,8 @@ from pathlib import Path
 
 from gradio_client import Client, handle_file
 
+from cxr.io import load_image
+from cxr.predictor import Predictor
 from tests.live_server import running_app
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,17 +50,6 @@ class LoadResult:
     def percentile(self, q: float) -> float:
         ordered = sorted(self.latencies_s)
         return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-    def table(self) -> str:
-        rows = [
-            ("users", f"{self.users}"),
-            ("requests (failures)", f"{self.requests} ({len(self.failures)})"),
-            ("throughput", f"{len(self.latencies_s) / self.wall_s:.2f} requests/s"),
-            ("latency p50 / p95", f"{statistics.median(self.latencies_s):.2f} s / {self.percentile(0.95):.2f} s"),
-            ("server RSS before → after", f"{self.rss_before_mb:.0f} MB → {self.rss_after_mb:.0f} MB"),
-            ("RSS growth", f"{self.rss_after_mb - self.rss_before_mb:+.0f} MB"),
-        ]
-        return "| measure | value |\n| --- | --- |\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
 
 
 def resident_mb(pid: int) -> float:
@@ -111,18 +106,41 @@ def _drive(url: str, files: list, users: int, max_requests: int, max_seconds: fl
             future.result()
 
 
+def predict_batch_rate(weights: Path, repeats: int = 3, batch_size: int = 4) -> float:
+    """Images per second of ``Predictor.predict_batch`` on the examples (decoded each time, as the server does)."""
+    predictor = Predictor.from_pretrained(weights, device="cpu")
+    paths = [IMAGES[i % len(IMAGES)] for i in range(batch_size)]
+    predictor.predict_batch([load_image(path) for path in paths], batch_size)  # warm-up
+    start = time.perf_counter()
+    for _ in range(repeats):
+        predictor.predict_batch([load_image(path) for path in paths], batch_size)
+    return repeats * batch_size / (time.perf_counter() - start)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--weights", type=Path, required=True, help="weights folder the server loads")
-    parser.add_argument("--users", type=int, default=4)
-    parser.add_argument("--requests", type=int, default=500)
-    parser.add_argument("--seconds", type=float, default=900)
+    parser.add_argument("--users", type=int, nargs="+", default=[4])
+    parser.add_argument("--requests", type=int, default=500, help="per number of users")
+    parser.add_argument("--seconds", type=float, default=900, help="per number of users")
+    parser.add_argument("--warmup", type=int, default=2, help="warm-up requests per user")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="cxr-load-") as tmp, running_app(args.weights, Path(tmp)) as app:
-        result = run_load(app.url, app.pid, args.users, args.requests, args.seconds)
-    print(result.table())
-    for failure in result.failures[:10]:
-        print("failure:", failure)
+    env = {"OMP_NUM_THREADS": str(len(os.sched_getaffinity(0)))}  # live_server's test default is 1 thread
+    with tempfile.TemporaryDirectory(prefix="cxr-load-") as tmp, running_app(args.weights, Path(tmp), **env) as app:
+        reference = predict_batch_rate(args.weights)  # the server is idle meanwhile
+        results = [run_load(app.url, app.pid, n, args.requests, args.seconds, args.warmup) for n in args.users]
+    print(f"`Predictor.predict_batch` alone, 4 images per forward: {reference:.2f} images/s\n")
+    print("| users | requests (failures) | throughput | × predict_batch | p50 / p95 | server RSS before → after |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: |")
+    for r in results:
+        rate = len(r.latencies_s) / r.wall_s
+        print(
+            f"| {r.users} | {r.requests} ({len(r.failures)}) | {rate:.2f}/s | {rate / reference:.2f} | "
+            f"{statistics.median(r.latencies_s):.2f} s / {r.percentile(0.95):.2f} s | "
+            f"{r.rss_before_mb:.0f} → {r.rss_after_mb:.0f} MB |"
+        )
+        for failure in r.failures[:10]:
+            print("failure:", failure)
 
 
 if __name__ == "__main__":
