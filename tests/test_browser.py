@@ -241,7 +241,7 @@ def test_on_a_phone_the_results_fill_the_first_screen_and_nothing_is_clipped(pho
         box = rows.nth(i).bounding_box()
         assert box and box["y"] + box["height"] <= PHONE["height"], f"finding {i + 1} is below the first screen"
     assert _box(phone, ".block.cxr-note")["height"] < 150  # compact, and still there
-    assert "not a medical device" in phone.locator(".block.cxr-note").inner_text()
+    assert "not a medical device" in phone.locator(".block.cxr-note").first.inner_text()
     _keep_screenshot(phone, tmp_path, "phone-390x844.png")
 
     phone.get_by_text("About the model and these weights").click()
