@@ -7,7 +7,7 @@ lets that many clients call ``/predict`` (every 5th call ``/cam``) on the real N
 ``--requests`` calls are done or ``--seconds`` have passed; every loop stops by itself. Prints, per number
 of users, throughput, p50/p95 latency, failures and the server's resident memory before and after, and
 the throughput as a ratio of what ``Predictor.predict_batch`` sustains alone in this process on the same
-images (4 per forward), measured in the same run while the server is idle. ``tests/test_load.py`` runs a
+images (4 per forward), measured just before and after each load while the server is idle. ``tests/test_load.py`` runs a
 short version.
 """
 
@@ -106,11 +106,9 @@ def _drive(url: str, files: list, users: int, max_requests: int, max_seconds: fl
             future.result()
 
 
-def predict_batch_rate(weights: Path, repeats: int = 3, batch_size: int = 4) -> float:
+def predict_batch_rate(predictor: Predictor, repeats: int = 2, batch_size: int = 4) -> float:
     """Images per second of ``Predictor.predict_batch`` on the examples (decoded each time, as the server does)."""
-    predictor = Predictor.from_pretrained(weights, device="cpu")
     paths = [IMAGES[i % len(IMAGES)] for i in range(batch_size)]
-    predictor.predict_batch([load_image(path) for path in paths], batch_size)  # warm-up
     start = time.perf_counter()
     for _ in range(repeats):
         predictor.predict_batch([load_image(path) for path in paths], batch_size)
@@ -126,21 +124,26 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2, help="warm-up requests per user")
     args = parser.parse_args()
     env = {"OMP_NUM_THREADS": str(len(os.sched_getaffinity(0)))}  # live_server's test default is 1 thread
+    predictor = Predictor.from_pretrained(args.weights, device="cpu")
+    predict_batch_rate(predictor, repeats=1)  # warm-up
+    print("| users | requests (failures) | throughput | `predict_batch` alone | ratio | p50 / p95 | server RSS |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |", flush=True)
     with tempfile.TemporaryDirectory(prefix="cxr-load-") as tmp, running_app(args.weights, Path(tmp), **env) as app:
-        reference = predict_batch_rate(args.weights)  # the server is idle meanwhile
-        results = [run_load(app.url, app.pid, n, args.requests, args.seconds, args.warmup) for n in args.users]
-    print(f"`Predictor.predict_batch` alone, 4 images per forward: {reference:.2f} images/s\n")
-    print("| users | requests (failures) | throughput | × predict_batch | p50 / p95 | server RSS before → after |")
-    print("| ---: | ---: | ---: | ---: | ---: | ---: |")
-    for r in results:
-        rate = len(r.latencies_s) / r.wall_s
-        print(
-            f"| {r.users} | {r.requests} ({len(r.failures)}) | {rate:.2f}/s | {rate / reference:.2f} | "
-            f"{statistics.median(r.latencies_s):.2f} s / {r.percentile(0.95):.2f} s | "
-            f"{r.rss_before_mb:.0f} → {r.rss_after_mb:.0f} MB |"
-        )
-        for failure in r.failures[:10]:
-            print("failure:", failure)
+        for users in args.users:
+            # The reference runs just before and after each load, while the server is idle: the shared machine's
+            # busy spells then weigh on both sides of the ratio alike.
+            before = predict_batch_rate(predictor)
+            r = run_load(app.url, app.pid, users, args.requests, args.seconds, args.warmup)
+            reference = (before + predict_batch_rate(predictor)) / 2
+            rate = len(r.latencies_s) / r.wall_s
+            print(
+                f"| {users} | {r.requests} ({len(r.failures)}) | {rate:.2f}/s | {reference:.2f}/s | "
+                f"{rate / reference:.2f} | {statistics.median(r.latencies_s):.2f} s / {r.percentile(0.95):.2f} s | "
+                f"{r.rss_before_mb:.0f} → {r.rss_after_mb:.0f} MB |",
+                flush=True,
+            )
+            for failure in r.failures[:10]:
+                print("failure:", failure)
 
 
 if __name__ == "__main__":

@@ -131,12 +131,12 @@ def _horizontal_overflow(page) -> int:
     return page.evaluate("() => document.documentElement.scrollWidth - document.documentElement.clientWidth")
 
 
-def _keep_screenshot(page, tmp_path: Path, name: str) -> Path:
+def _keep_screenshot(page, tmp_path: Path, name: str) -> None:
+    """The viewport as it is now, kept in SCREENSHOTS for people to look at."""
     shot = tmp_path / name
     page.screenshot(path=str(shot))
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     shutil.copy(shot, SCREENSHOTS / name)
-    return shot
 
 
 def _overlay(page, previous_src: str | None = None) -> tuple[str, np.ndarray]:
@@ -200,10 +200,11 @@ def test_upload_shows_14_findings_and_switching_label_redraws_the_heatmap(page, 
 def test_desktop_shows_results_beside_the_upload_and_a_clicked_finding_gets_its_heatmap(
     page, predictor, tmp_path
 ) -> None:
-    image = NIH_EXAMPLES[2]  # Pleural_Thickening is among its NIH labels: the display name is checked
+    image = NIH_EXAMPLES[2]
     expected = predictor.predict(image)
     _upload(page, image)
     _wait_for_results(page)
+    _assert_rows_match(_confidences(page), expected)
     assert _horizontal_overflow(page) <= 0
     for selector in ("#upload", "#original img", "#overlay img", "#caption", "#findings button", "#untrained-banner"):
         assert _within_first_screen(page, selector), selector
@@ -217,7 +218,9 @@ def test_desktop_shows_results_beside_the_upload_and_a_clicked_finding_gets_its_
     src, before = _overlay(page)
     ranked = sorted(expected.labels, key=lambda label: -expected.probability_by_label[label])
     chosen = ranked[3]  # a row further down the list than the map shown first
-    page.locator("#findings button").nth(3).click()
+    row = page.locator("#findings button").nth(3)
+    assert row.inner_text().startswith(display_name(chosen))
+    row.click()
     _, after = _overlay(page, previous_src=src)
     assert (np.abs(after.astype(int) - before.astype(int)).max(axis=2) > 10).mean() > 0.05
     assert_same_picture(after, expected.overlay(chosen))
@@ -251,8 +254,7 @@ def test_on_a_phone_the_results_fill_the_first_screen_and_nothing_is_clipped(pho
     box = sha256.bounding_box()
     assert box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"]  # wrapped, not cut off at the edge
     assert _horizontal_overflow(phone) <= 0
-    phone.screenshot(path=str(tmp_path / "about.png"))
-    shutil.copy(tmp_path / "about.png", SCREENSHOTS / "phone-about.png")
+    _keep_screenshot(phone, tmp_path, "phone-about.png")
 
 
 def test_example_thumbnail_click_runs_the_model_after_the_cache_cleanup(page, app: LiveApp, predictor) -> None:
