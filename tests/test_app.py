@@ -236,3 +236,18 @@ def test_without_a_folder_the_app_serves_the_pinned_hub_revision(tiny_weights: P
     assert info["weights_sha256"] == sha256_of(tiny_weights / "model.safetensors")
     assert info["weights_sha256"] != sha256_of(newer / "model.safetensors")
     assert f"at revision {DEFAULT_MODEL_REVISION} (commit `{pinned[:12]}`)" in page
+
+
+def _gray(path: Path, size: tuple[int, int] | None = None) -> np.ndarray:
+    with Image.open(path) as image:
+        gray = image.convert("L")
+        return np.asarray(gray.resize(size, Image.Resampling.BOX) if size else gray, dtype=float)
+
+
+@pytest.mark.parametrize("example", NIH_EXAMPLES, ids=lambda p: p.stem)
+def test_each_example_has_a_small_thumbnail_of_itself(example: Path) -> None:
+    thumbnail = example.parent / "thumbnails" / f"{example.stem}.jpg"
+    small = _gray(thumbnail)
+    assert max(small.shape) <= 160 and thumbnail.stat().st_size < 10_000
+    errors = [np.mean((small - _gray(path, small.shape[::-1])) ** 2) for path in NIH_EXAMPLES]
+    assert np.argmin(errors) == NIH_EXAMPLES.index(example) and min(errors) < 50  # itself, reduced; no other
