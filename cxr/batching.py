@@ -33,7 +33,7 @@ class BatchingPredictor:
         self.predictor = predictor
         self.max_batch_size = max_batch_size
         self._waiting: queue.SimpleQueue[tuple[np.ndarray, Future[Prediction]]] = queue.SimpleQueue()
-        self.batch_sizes: Counter[int] = Counter()  # forwards run so far, by batch size (for benchmarks and tests)
+        self.batch_sizes: Counter[int] = Counter()  # forwards run so far, by batch size
         threading.Thread(target=self._serve, name="cxr-batching", daemon=True).start()
 
     def predict(self, image: np.ndarray) -> Prediction:
