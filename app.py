@@ -38,7 +38,7 @@ log = logging.getLogger("cxr.app")
 
 EXAMPLES = sorted((Path(__file__).resolve().parent / "examples").glob("*.png"))
 THUMBNAILS = [path.parent / "thumbnails" / f"{path.stem}.jpg" for path in EXAMPLES]  # 160 px, a few kB each
-MAX_BATCH_SIZE = 8  # images in one forward pass at most: requests that queued while the model ran
+MAX_BATCH_SIZE = 4  # images in one forward pass at most (on a CPU, larger batches gain little and cost memory)
 MODEL_CONCURRENCY = 2 * MAX_BATCH_SIZE  # requests decoding or waiting for a batch; the batcher runs one forward
 QUEUE_SIZE = 32  # requests waiting beyond this are turned away at once instead of timing out
 RENDER_CONCURRENCY = 8  # re-drawing an overlay from the kept maps is cheap and must not wait behind model runs

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import torch
 from gradio_client import Client, handle_file
 
 from cxr.io import load_image
@@ -92,9 +93,17 @@ def main() -> None:
     parser.add_argument("--weights", type=Path, required=True, help="weights folder the server and this process load")
     parser.add_argument("--repeats", type=int, default=12)
     parser.add_argument("--profile", action="store_true", help="split /predict into phases (Gradio's tracer)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=len(os.sched_getaffinity(0)),
+        help="torch threads, server and here (default: cores)",
+    )
     args = parser.parse_args()
 
-    env = {"OMP_NUM_THREADS": str(len(os.sched_getaffinity(0)))}  # live_server's test default is 1 thread
+    # The same torch threads on both sides of a ratio (live_server's test default for the server is 1).
+    torch.set_num_threads(args.threads)
+    env = {"OMP_NUM_THREADS": str(args.threads)}
     env |= {"GRADIO_PROFILING": "1"} if args.profile else {}
     predictor = Predictor.from_pretrained(args.weights, device="cpu")
     with tempfile.TemporaryDirectory(prefix="cxr-latency-") as tmp, running_app(args.weights, Path(tmp), **env) as app:

@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 from gradio_client import Client, handle_file
 
 from cxr.io import load_image
@@ -122,8 +123,16 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=500, help="per number of users")
     parser.add_argument("--seconds", type=float, default=900, help="per number of users")
     parser.add_argument("--warmup", type=int, default=2, help="warm-up requests per user")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=len(os.sched_getaffinity(0)),
+        help="torch threads, server and here (default: cores)",
+    )
     args = parser.parse_args()
-    env = {"OMP_NUM_THREADS": str(len(os.sched_getaffinity(0)))}  # live_server's test default is 1 thread
+    # The same torch threads on both sides of a ratio (live_server's test default for the server is 1).
+    torch.set_num_threads(args.threads)
+    env = {"OMP_NUM_THREADS": str(args.threads)}
     predictor = Predictor.from_pretrained(args.weights, device="cpu")
     predict_batch_rate(predictor, repeats=1)  # warm-up
     print("| users | requests (failures) | throughput | `predict_batch` alone | ratio | p50 / p95 | server RSS |")
