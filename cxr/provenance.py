@@ -13,12 +13,16 @@ from cxr.config import ModelConfig
 SYNTHETIC_MARK = "synthetic"  # `python -m train synth` data name their dataset "synthetic (...)"
 
 
-def describe_subset(subset: dict[str, dict[str, int]] | None) -> str:
-    """Words for a split's subset record: "632 of 86,524 train_val images and 106 of 25,596 test images (...)"."""
+def describe_subset(subset: dict[str, dict[str, int]] | None, parts: tuple[str, ...] = ("train_val", "test")) -> str:
+    """Words for a split's subset record: "632 of 86,524 train_val images and 106 of 25,596 test images (...)".
+
+    ``parts`` picks the official lists to mention (training says only how much of train_val it used).
+    """
     if not subset:
         return "the whole official split"
-    parts = [f"{counts['used']:,} of {counts['official']:,} {name} images" for name, counts in subset.items()]
-    return " and ".join(parts) + " (the official split restricted to the images available)"
+    counts = {name: subset[name] for name in parts if name in subset}
+    words = [f"{c['used']:,} of {c['official']:,} {name} images" for name, c in counts.items()]
+    return " and ".join(words) + " (the official split restricted to the images available)"
 
 
 def training_record(config: ModelConfig) -> dict[str, Any]:
@@ -40,7 +44,7 @@ def trained_on(config: ModelConfig) -> str:
     if training.get("dataset"):
         details = [f"split: {training['split']}" if training.get("split") else ""]
         if training.get("data_subset"):
-            details.append(describe_subset(training["data_subset"]))
+            details.append(describe_subset(training["data_subset"], parts=("train_val",)))
         details.append(f"{training['epochs']} epochs" if training.get("epochs") else "")
         details = "; ".join(d for d in details if d)
         return f"Trained on {training['dataset']}" + (f" — {details}." if details else ".")

@@ -183,5 +183,5 @@ def test_banner_says_what_is_served_and_why(documented_weights: Path, tiny_weigh
     monkeypatch.setattr("cxr.sources.STARTER_DIR", starter)
     text, alarming = weights_banner(load_served_model(environ={}, device="cpu"))
     assert not alarming and text.startswith("**Starter model, weak by design.**")
-    assert "632 of 86,524 train_val images and 106 of 25,596 test images" in text
+    assert "632 of 86,524 train_val images (the official split restricted to the images available)" in text
     assert "test mean AUROC 0.610 (95% CI 0.550–0.660) on 106 images of the test split" in text

@@ -37,17 +37,17 @@ from tqdm import tqdm
 
 from cxr.config import IMAGENET_MEAN, IMAGENET_STD, ConfigError, ModelConfig
 from cxr.labels import LABEL_SETS, label_set
-from cxr.model import CXRNet, create_trunk
+from cxr.model import CXRNet, create_trunk, pretrained_mean_std
 from train import checkpoint as ckpt
 from train import distributed
 from train.augment import Augmentation
 from train.cache import CacheError, ImageCache, default_cache_dir
 from train.data import DataError, dataset_name, find_images, official_split, write_split
 from train.dataset import CachedDataset, to_model_input
+from train.evaluation.metrics import choose_thresholds, json_number, mean_auroc, per_label_auroc
 from train.export import CURVES_PLOT, METRICS_LOG, SPLIT_FILE, export_weights, exported_epoch, write_metrics_log
 from train.inference import predict_logits
-from train.losses import batch_pos_weight, class_pos_weight
-from train.metrics import choose_thresholds, json_number, mean_auroc, per_label_auroc
+from train.losses import batch_pos_weight, class_pos_weight, wang_betas, wang_weighted_bce
 from train.plots import plot_curves
 
 
@@ -77,10 +77,12 @@ class TrainConfig:
     warmup_epochs: float = 1.0  # linear warm-up from lr/steps to lr
     schedule: str = "cosine"  # cosine (down to min_lr_ratio * lr) or constant
     min_lr_ratio: float = 0.01  # final learning rate of the cosine schedule, relative to lr
-    pos_weight: str = "class-sqrt"  # class-sqrt: sqrt(#neg/#pos) per label; batch: #neg/#pos per batch; none
+    pos_weight: str = "class-sqrt"  # class-sqrt: sqrt(#neg/#pos) per label; batch: #neg/#pos per batch;
+    # wang: Wang et al.'s beta_P / beta_N weighted cross-entropy, per batch; none
     augment: bool = True  # mild rotation/zoom/shift and brightness/contrast/gamma jitter
     hflip: bool = False  # left-right flips: off, they turn normal anatomy into dextrocardia
-    normalize: str = "imagenet"  # imagenet: the trunk's mean/std; none: plain [0, 1] (ToTensor)
+    normalize: str = "imagenet"  # imagenet: the trunk's mean/std; none: plain [0, 1] (ToTensor), only
+    # without a pretrained trunk: ImageNet weights always get the mean/std they were trained with
     # system
     seed: int = 0  # model init, validation patients, sampling order, augmentation
     device: str = "auto"  # auto (CUDA when available), cuda or cpu
@@ -106,7 +108,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "epochs": 5,
         "warmup_epochs": 0.0,
         "schedule": "constant",
-        "pos_weight": "batch",
+        "pos_weight": "wang",
         "augment": False,
         "hflip": False,
         "normalize": "none",
@@ -124,7 +126,7 @@ CHOICES = {
     "labels": tuple(LABEL_SETS),
     "optimizer": ("adamw", "adam"),
     "schedule": ("cosine", "constant"),
-    "pos_weight": ("class-sqrt", "batch", "none"),
+    "pos_weight": ("class-sqrt", "batch", "wang", "none"),
     "normalize": tuple(NORMALIZATION),
     "precision": ("auto", "fp32", "bf16", "fp16"),
 }
@@ -216,7 +218,7 @@ def _fit(cfg: TrainConfig, resume: bool, world: distributed.World, device: torch
     class_weight = class_pos_weight(train_set.targets).to(device) if cfg.pos_weight == "class-sqrt" else None
 
     # -- model and optimizer ----------------------------------------------------------------------
-    normalization = NORMALIZATION[cfg.normalize]
+    normalization = pretrained_mean_std(cfg.trunk) if cfg.pretrained else NORMALIZATION[cfg.normalize]
     model_config = ModelConfig(labels=labels, trunk=cfg.trunk, image_size=cfg.image_size, **normalization)
     model = CXRNet(model_config)
     if cfg.pretrained and state is None:
@@ -290,6 +292,7 @@ def _fit(cfg: TrainConfig, resume: bool, world: distributed.World, device: torch
             jitter = (augmentation, augmentation.sample(rows, epoch, cfg.seed)) if augmentation else None
             x = to_model_input(images, model_config, jitter, memory_format)
             pos_weight = batch_pos_weight(targets, world) if cfg.pos_weight == "batch" else class_weight
+            betas = wang_betas(targets, world) if cfg.pos_weight == "wang" else None  # over the whole batch
             # Micro-batches are interleaved (every accum_steps-th image), so accumulating A of them sees
             # the very images that A DDP ranks would: runs compare across process counts.
             for micro in range(cfg.accum_steps):
@@ -299,7 +302,10 @@ def _fit(cfg: TrainConfig, resume: bool, world: distributed.World, device: torch
                 with no_sync:  # DDP averages gradients over ranks once, after the last micro-batch
                     with _autocast(device, amp_dtype):
                         logits = train_model(x[chunk])
-                    loss = F.binary_cross_entropy_with_logits(logits.float(), targets[chunk], pos_weight=pos_weight)
+                    if betas is None:
+                        loss = F.binary_cross_entropy_with_logits(logits.float(), targets[chunk], pos_weight=pos_weight)
+                    else:
+                        loss = wang_weighted_bce(logits.float(), targets[chunk], *betas)
                     scaler.scale(loss / cfg.accum_steps).backward()
                 loss_sum += loss.detach() / cfg.accum_steps
             scaler.step(optimizer)
