@@ -199,9 +199,14 @@ def _files_named(folder: Path, name: str) -> list[Path]:
 @pytest.mark.slow  # a server started with nothing to serve but what the package holds
 def test_with_broken_weights_and_no_hub_the_app_still_serves_and_says_why(tmp_path) -> None:
     with running_app(None, tmp_path / "app", CXR_WEIGHTS="missing/folder") as live:
-        info = Client(live.url, verbose=False, analytics_enabled=False).predict(api_name="/model_info")
+        client = Client(live.url, verbose=False, analytics_enabled=False)
+        info = client.predict(api_name="/model_info")
+        answers = [client.predict(handle_file(str(path)), api_name="/predict")[0] for path in NIH_EXAMPLES[:2]]
         page = httpx.get(live.url, timeout=60).text
         log = live.log()
+    first, second = (np.array(list(answer["probabilities"].values())) for answer in answers)
+    assert np.abs(first - second).max() > 0.005  # two real radiographs, two different answers
+    assert all(answer["model"]["kind"] == info["kind"] for answer in answers)
     expected = "starter" if (STARTER_DIR / "config.json").is_file() else "demonstration"
     assert info["kind"] == expected
     assert info["why"].startswith("The weights asked for (missing/folder) could not be loaded:")
