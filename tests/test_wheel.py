@@ -101,7 +101,8 @@ def test_the_wheel_installs_into_a_fresh_venv_and_predicts_like_the_checkout(tmp
         p.relative_to(source).as_posix() for package in ("cxr", "train") for p in (source / package).rglob("*.py")
     }
     assert modules <= names and "train/evaluation/__init__.py" in modules  # subpackages too
-    assert {f"cxr/starter/{name}" for name in STARTER_FILES} <= names
+    starter_files = {p.relative_to(source).as_posix() for p in (source / "cxr" / "starter").rglob("*") if p.is_file()}
+    assert {f"cxr/starter/{name}" for name in STARTER_FILES} <= starter_files <= names  # evaluation/ too, if any
     assert "cxr = cxr.cli:main" in entry_points  # the `cxr` command, besides `python -m cxr`
     requires = [
         Requirement(line.split(": ", 1)[1]) for line in metadata.splitlines() if line.startswith("Requires-Dist")
