@@ -10,6 +10,7 @@ import importlib
 import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
+    "download": ("train.download", "fetch the NIH archives and metadata, resumable and checksummed"),
     "synth": ("train.synth", "write a small synthetic dataset in the NIH layout"),
     "prepare": ("train.prepare", "decode and resize every image once into a uint8 cache"),
     "fit": ("train.train", "train and export the best epoch as a weights folder"),
