@@ -13,7 +13,7 @@ import io
 import json
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,11 +53,17 @@ class Record:
 
 @dataclass
 class Split:
-    """Records of the three splits, each in the order of its list file."""
+    """Records of the three splits, each in the order of its list file.
+
+    ``subset`` is None for the whole release; for a split restricted to the images at hand
+    (``--available-only``) it records how many of each official list were used, e.g.
+    ``{"train_val": {"used": 632, "official": 86524}, "test": {"used": 106, "official": 25596}}``.
+    """
 
     train: list[Record]
     val: list[Record]
     test: list[Record]
+    subset: dict[str, dict[str, int]] | None = None
 
     def parts(self) -> list[tuple[str, list[Record]]]:
         """(name, records) for train, val and test."""
@@ -161,13 +167,17 @@ def read_split_list(path: str | Path) -> list[str]:
         return [line.strip() for line in f if line.strip()]
 
 
-def official_split(data_dir: str | Path, val_fraction: float = 0.1, seed: int = 0) -> Split:
+def official_split(
+    data_dir: str | Path, val_fraction: float = 0.1, seed: int = 0, available: Collection[str] | None = None
+) -> Split:
     """The official NIH split, with validation patients drawn from ``train_val_list.txt``.
 
     Args:
         data_dir: folder holding Data_Entry, ``train_val_list.txt`` and ``test_list.txt``.
         val_fraction: share of train_val *patients* moved to validation (0 <= f < 1).
         seed: seeds the patient draw, so the same seed gives the same split.
+        available: image names at hand; when given, both official lists are restricted to them
+            (before validation patients are drawn) and ``Split.subset`` records the counts.
     """
     if not 0.0 <= val_fraction < 1.0:
         raise DataError(f"val_fraction must be in [0, 1), got {val_fraction}.")
@@ -178,6 +188,15 @@ def official_split(data_dir: str | Path, val_fraction: float = 0.1, seed: int = 
     overlap = {r.patient_id for r in train_val} & {r.patient_id for r in test}
     if overlap:
         raise DataError(f"{len(overlap)} patient(s) appear in both {TRAIN_VAL_LIST} and {TEST_LIST}.")
+    subset = None
+    if available is not None:
+        official = {"train_val": len(train_val), "test": len(test)}
+        train_val = [r for r in train_val if r.image in available]
+        test = [r for r in test if r.image in available]
+        used = {"train_val": len(train_val), "test": len(test)}
+        subset = {name: {"used": used[name], "official": official[name]} for name in official}
+        if not train_val and not test:
+            raise DataError(f"None of the images of {TRAIN_VAL_LIST} or {TEST_LIST} is at hand.")
     patients = np.array(sorted({record.patient_id for record in train_val}))
     n_val = round(val_fraction * len(patients))
     val_patients = set(np.random.default_rng(seed).permutation(patients)[:n_val].tolist())
@@ -185,7 +204,16 @@ def official_split(data_dir: str | Path, val_fraction: float = 0.1, seed: int = 
         train=[r for r in train_val if r.patient_id not in val_patients],
         val=[r for r in train_val if r.patient_id in val_patients],
         test=test,
+        subset=subset,
     )
+
+
+def describe_subset(subset: dict[str, dict[str, int]] | None) -> str:
+    """Words for a split's subset record: "632 of 86,524 train_val images and 106 of 25,596 test images (...)"."""
+    if not subset:
+        return "the whole official split"
+    parts = [f"{counts['used']:,} of {counts['official']:,} {name} images" for name, counts in subset.items()]
+    return " and ".join(parts) + " (the official split restricted to the images available)"
 
 
 def _lookup(names: Sequence[str], by_name: dict[str, Record], source: str) -> list[Record]:
@@ -198,7 +226,8 @@ def _lookup(names: Sequence[str], by_name: dict[str, Record], source: str) -> li
 def write_split(split: Split, path: str | Path, **info: Any) -> Path:
     """Write the split (image names per split, plus ``info`` such as seed and fraction) as JSON."""
     path = Path(path)
-    data = {"format": SPLIT_FORMAT, **info, **{name: [r.image for r in records] for name, records in split.parts()}}
+    lists = {name: [r.image for r in records] for name, records in split.parts()}
+    data = {"format": SPLIT_FORMAT, **info, "subset": split.subset, **lists}
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(data) + "\n", encoding="utf-8")
     os.replace(tmp, path)
@@ -213,7 +242,8 @@ def read_split(path: str | Path, records_by_name: dict[str, Record]) -> Split:
         lists = {name: data[name] for name in ("train", "val", "test")}
     except (OSError, json.JSONDecodeError, KeyError, TypeError) as err:
         raise DataError(f"{path} is not a split file written by train.data.write_split ({err}).") from None
-    return Split(**{name: _lookup(names, records_by_name, path.name) for name, names in lists.items()})
+    parts = {name: _lookup(names, records_by_name, path.name) for name, names in lists.items()}
+    return Split(**parts, subset=data.get("subset"))
 
 
 def label_matrix(records: Sequence[Record], labels: Sequence[str]) -> np.ndarray:

@@ -31,7 +31,9 @@ class CachedDataset(Dataset):
         if missing:
             raise CacheError(
                 f"{len(missing)} of {len(records)} images are not in the prepared cache at {cache.folder} "
-                f"(e.g. {missing[0]}); run `python -m train prepare` for this data and image size."
+                f"(e.g. {missing[0]}); run `python -m train prepare --data-dir DATA_DIR "
+                f"--image-size {cache.image_size} --cache-dir {cache.folder}` first, or, to use only the images "
+                "at hand, add --available-only to prepare and fit."
             )
         self.cache = cache
         self.records = list(records)

@@ -66,8 +66,9 @@ def prepare(
     cache_dir: str | Path | None = None,
     workers: int | None = None,
     progress: bool = True,
+    available_only: bool = False,
 ) -> tuple[ImageCache, list[str]]:
-    """Fill the cache for every Data_Entry image found under ``data_dir``.
+    """Fill the cache for every Data_Entry image (with ``available_only``, every one found under ``data_dir``).
 
     Returns:
         The cache, and messages for the images that could not be prepared (missing or undecodable).
@@ -76,11 +77,24 @@ def prepare(
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir(data_dir, image_size)
     names = [record.image for record in read_data_entry(find_data_entry(data_dir))]
     files = find_images(data_dir)
+    missing = [name for name in names if name not in files]
+    if available_only:
+        names = [name for name in names if name in files]
+        if not names:
+            raise CacheError(f"No image listed in Data_Entry is under {data_dir}.")
+    elif missing:
+        # Checked before the cache is allocated: a cache for the whole list would be refused by a later
+        # --available-only run (other names), and would hold mostly empty rows.
+        raise CacheError(
+            f"{len(missing):,} of {len(names):,} images listed in Data_Entry are not under {data_dir} "
+            f"(e.g. {missing[0]}). Add them (python -m train download), or add --available-only to prepare, fit "
+            f"and evaluate the {len(names) - len(missing):,} at hand."
+        )
     cache = open_or_create(cache_dir, names, image_size)
-    todo = [(cache.row(name), str(files[name]), image_size) for name in cache.not_ready(names) if name in files]
-    problems = [f"{name}: not found under {data_dir}" for name in names if name not in files]
+    todo = [(cache.row(name), str(files[name]), image_size) for name in cache.not_ready(names)]
+    problems: list[str] = []
     workers = workers or os.cpu_count() or 1
-    bar = tqdm(total=len(names), initial=len(names) - len(todo) - len(problems), unit="img", disable=not progress)
+    bar = tqdm(total=len(names), initial=len(names) - len(todo), unit="img", disable=not progress)
     try:
         for count, (row, result) in enumerate(_results(todo, workers), start=1):
             if isinstance(result, str):
@@ -114,6 +128,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--image-size", type=int, default=ModelConfig().image_size, help="model input side (512)")
     parser.add_argument("--cache-dir", type=Path, help="where to write the cache (default DATA_DIR/cache-SIZE)")
     parser.add_argument("--workers", type=int, help="processes (default: all cores)")
+    parser.add_argument(
+        "--available-only",
+        action="store_true",
+        help="prepare only the Data_Entry images found under DATA_DIR (part of the release); without it, "
+        "every missing image is an error",
+    )
     return parser
 
 
@@ -121,7 +141,9 @@ def main(argv: list[str]) -> int:
     """Entry point of ``python -m train prepare``; exit status 1 if some image could not be prepared."""
     args = _parser().parse_args(argv)
     try:
-        cache, problems = prepare(args.data_dir, args.image_size, args.cache_dir, args.workers)
+        cache, problems = prepare(
+            args.data_dir, args.image_size, args.cache_dir, args.workers, available_only=args.available_only
+        )
     except (CacheError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

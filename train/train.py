@@ -42,7 +42,7 @@ from train import checkpoint as ckpt
 from train import distributed
 from train.augment import Augmentation
 from train.cache import CacheError, ImageCache, default_cache_dir
-from train.data import DataError, dataset_name, official_split, write_split
+from train.data import DataError, dataset_name, find_images, official_split, write_split
 from train.dataset import CachedDataset, to_model_input
 from train.export import CURVES_PLOT, METRICS_LOG, SPLIT_FILE, export_weights, exported_epoch, write_metrics_log
 from train.inference import predict_logits
@@ -61,6 +61,7 @@ class TrainConfig:
     out: str = "runs/cxr"  # run folder: checkpoints/ and the exported weights/
     labels: str = "chestxray14"  # chestxray14 (14 findings) or chestxray8 (the first 8)
     val_fraction: float = 0.1  # share of train_val_list.txt patients held out for validation
+    available_only: bool = False  # official split restricted to the images under data_dir (part of the release)
     # model
     trunk: str = "resnet50"  # timm trunk name
     image_size: int = 512  # network input side; the cache must be prepared at this size
@@ -195,7 +196,8 @@ def _fit(cfg: TrainConfig, resume: bool, world: distributed.World, device: torch
 
     # -- data: the official split, read from the prepared cache -----------------------------------
     labels = label_set(cfg.labels)
-    split = official_split(cfg.data_dir, cfg.val_fraction, cfg.seed)
+    available = find_images(cfg.data_dir) if cfg.available_only else None
+    split = official_split(cfg.data_dir, cfg.val_fraction, cfg.seed, available)
     cache = ImageCache.open(cfg.cache_dir or default_cache_dir(cfg.data_dir, cfg.image_size))
     if cache.image_size != cfg.image_size:
         raise TrainError(f"The cache in {cache.folder} is at {cache.image_size} px, the model at {cfg.image_size}.")
@@ -254,6 +256,7 @@ def _fit(cfg: TrainConfig, resume: bool, world: distributed.World, device: torch
         "epochs": cfg.epochs,
         "images": {name: len(records) for name, records in split.parts()},
         "patients": {name: len({r.patient_id for r in records}) for name, records in split.parts()},
+        "data_subset": split.subset,
         "seed": cfg.seed,
         "pretrained_trunk": cfg.pretrained,
         "torch": torch.__version__,
@@ -513,6 +516,8 @@ def _parser() -> argparse.ArgumentParser:
     add("--recipe", "preset of the settings below", choices=tuple(RECIPES))
     add("--labels", "label set", choices=CHOICES["labels"])
     add("--val-fraction", "share of train_val patients held out for validation", type=float)
+    add("--available-only", "official split restricted to the images under --data-dir (part of the release; "
+        "recorded in run.json and the weights' config)", action=flag)  # fmt: skip
     add("--trunk", "timm trunk", metavar="NAME")
     add("--image-size", "network input side in pixels (prepare the cache at the same size)", type=int)
     add("--no-pretrained", "random trunk init instead of ImageNet weights", dest="pretrained", action="store_false")
