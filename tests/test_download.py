@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
 import shutil
 import socket
 import tarfile
@@ -14,19 +13,11 @@ from types import SimpleNamespace
 import pytest
 
 from tests.download_server import Files, serve
+from tests.nih_fixtures import nih_archive
 from train import download as dl
 from train.download import NIH_FILES, DownloadError, Item, download
 
 ARCHIVES = ("images_01.tar.gz", "images_02.tar.gz", "images_03.tar.gz")
-
-
-def nih_archive(images: list[Path]) -> bytes:
-    """A tar.gz laid out like NIH's (``images/NAME.png``)."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for path in images:
-            tar.add(path, arcname=f"images/{path.name}")
-    return buffer.getvalue()
 
 
 @pytest.fixture(scope="module")

@@ -40,9 +40,10 @@ from cxr.labels import LABEL_SETS, label_set
 from cxr.model import CXRNet, create_trunk
 from train import checkpoint as ckpt
 from train import distributed
+from train.archives import images_at_hand
 from train.augment import Augmentation
 from train.cache import CacheError, ImageCache, default_cache_dir
-from train.data import DataError, dataset_name, find_images, official_split, write_split
+from train.data import DataError, dataset_name, official_split, write_split
 from train.dataset import CachedDataset, to_model_input
 from train.export import CURVES_PLOT, METRICS_LOG, SPLIT_FILE, export_weights, exported_epoch, write_metrics_log
 from train.inference import predict_logits
@@ -196,7 +197,7 @@ def _fit(cfg: TrainConfig, resume: bool, world: distributed.World, device: torch
 
     # -- data: the official split, read from the prepared cache -----------------------------------
     labels = label_set(cfg.labels)
-    available = find_images(cfg.data_dir) if cfg.available_only else None
+    available = images_at_hand(cfg.data_dir) if cfg.available_only else None
     split = official_split(cfg.data_dir, cfg.val_fraction, cfg.seed, available)
     cache = ImageCache.open(cfg.cache_dir or default_cache_dir(cfg.data_dir, cfg.image_size))
     if cache.image_size != cfg.image_size:
