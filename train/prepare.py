@@ -15,6 +15,7 @@ import argparse
 import multiprocessing
 import multiprocessing.pool
 import os
+import shlex
 import sys
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -67,6 +68,18 @@ def open_or_create(cache_dir: Path, names: list[str], image_size: int) -> ImageC
             f"{image_size} px; choose another --cache-dir or delete that folder."
         )
     return cache
+
+
+def prepare_command(
+    data_dir: str | Path, image_size: int, cache_dir: str | Path | None = None, available_only: bool = False
+) -> str:
+    """The exact ``python -m train prepare`` command that fills the cache a run at ``image_size`` reads."""
+    words = ["python", "-m", "train", "prepare", "--data-dir", str(data_dir), "--image-size", str(image_size)]
+    if cache_dir:
+        words += ["--cache-dir", str(cache_dir)]
+    if available_only:
+        words.append("--available-only")
+    return shlex.join(words)
 
 
 def prepare(
