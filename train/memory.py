@@ -114,6 +114,19 @@ def plan_accum_steps(
         DoesNotFit: with the estimate, the budget and the option(s) that would make it fit.
     """
     kind = device.type
+    fitting = [a for a in range(1, batch + 1) if batch % a == 0 and fp.train_peak(batch // a, kind) <= budget]
+    steps = accum_steps or (fitting[0] if fitting else 1)
+    if batch % steps or fp.train_peak(batch // steps, kind) > budget:
+        if fitting:
+            advice = f"--accum-steps {fitting[0]} ({batch // fitting[0]} images per micro-batch, the same --batch-size)"
+        else:
+            advice = "a smaller --image-size (even one image per micro-batch does not fit)"
+        precision = ", or --precision bf16" if kind == "cuda" and what.endswith("fp32") else ""
+        raise DoesNotFit(
+            f"A training step would need about {gib(fp.train_peak(batch // steps, kind))} ({what}, {batch // steps} "
+            f"images per micro-batch) and {device} has {gib(budget)} to spare: use {advice}; or lower --batch-size "
+            f"or --image-size{precision}."
+        )
     if fp.eval_peak(eval_batch, kind) > budget:
         fitting_eval = next((b for b in range(eval_batch, 0, -1) if fp.eval_peak(b, kind) <= budget), 0)
         advice = f"--eval-batch-size {fitting_eval}" if fitting_eval else "a smaller --image-size"
@@ -121,22 +134,7 @@ def plan_accum_steps(
             f"Validation would need about {gib(fp.eval_peak(eval_batch, kind))} ({what}, {eval_batch} images per "
             f"pass) and {device} has {gib(budget)} to spare: use {advice}."
         )
-    fitting = [a for a in range(1, batch + 1) if batch % a == 0 and fp.train_peak(batch // a, kind) <= budget]
-    if accum_steps == 0 and fitting:
-        return fitting[0]
-    steps = accum_steps or 1
-    if batch % steps == 0 and fp.train_peak(batch // steps, kind) <= budget:
-        return steps
-    if fitting:
-        advice = f"--accum-steps {fitting[0]} ({batch // fitting[0]} images per micro-batch, the same --batch-size)"
-    else:
-        advice = "a smaller --image-size (even one image per micro-batch does not fit)"
-    precision = ", or --precision bf16" if kind == "cuda" and what.endswith("fp32") else ""
-    raise DoesNotFit(
-        f"A training step would need about {gib(fp.train_peak(batch // steps, kind))} ({what}, {batch // steps} "
-        f"images per micro-batch) and {device} has {gib(budget)} to spare: use {advice}; or lower --batch-size "
-        f"or --image-size{precision}."
-    )
+    return steps
 
 
 def free_memory(device: torch.device) -> int:
