@@ -22,15 +22,13 @@ from cxr.serving import (
     ServedModel,
     about_markdown,
     cam_record,
-    choose_weights_source,
     load_served_model,
     model_info,
-    no_weights_message,
     prediction_record,
     top_label,
     trained_on,
+    weights_banner,
 )
-from cxr.weights import WeightsError
 
 log = logging.getLogger("cxr.app")
 
@@ -74,12 +72,13 @@ def build_demo(served: ServedModel, forget_after_s: int = 120) -> gr.Blocks:
             "scaled per label, so always read it together with the label's probability.",
             elem_classes="cxr-note",
         )
-        if not config.trained:
+        banner = weights_banner(served)
+        if banner:
+            text, alarming = banner
             gr.Markdown(
-                "**Untrained weights.** This server runs randomly initialised development weights: "
-                "the probabilities and heatmaps below are meaningless.",
-                elem_classes="cxr-untrained",
-                elem_id="untrained-banner",
+                text,
+                elem_classes="cxr-untrained" if alarming else "cxr-note",
+                elem_id="untrained-banner" if alarming else "weights-banner",
             )
         result = gr.State(None, time_to_live=SESSION_TTL_S)
         with gr.Row(equal_height=False):
@@ -239,7 +238,11 @@ def _caption(prediction: Prediction, label: str) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Load the weights once, then serve the page until interrupted."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--weights", help="local weights folder (default: $CXR_WEIGHTS, else the Hub repo)")
+    parser.add_argument(
+        "--weights",
+        help="weights folder or Hub repo id (default: $CXR_WEIGHTS; else the project's Hub repo at its pinned "
+        "revision, the bundled starter model, or demonstration weights, in that order)",
+    )
     parser.add_argument("--host", help="address to listen on (default: $GRADIO_SERVER_NAME or 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (default: $GRADIO_SERVER_PORT or 7860)")
     parser.add_argument(
@@ -249,13 +252,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("cxr").setLevel(logging.INFO)  # ours only: other libraries' request logs name file paths
-    source = choose_weights_source(args.weights)
-    try:
-        served = load_served_model(source)
-    except WeightsError as err:
-        print(no_weights_message(source, err), file=sys.stderr)
-        return 2
-    log.info("Serving %s (sha256 %s).", source.describe(), served.weights_sha256[:12])
+    served = load_served_model(args.weights)  # never fails: see cxr.sources for the order and the log for why
+    log.info("Weights SHA-256 %s.", served.weights_sha256[:12])
     demo = build_demo(served, forget_after_s=args.forget_after)
     demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=MODEL_CONCURRENCY)
     demo.launch(

@@ -27,9 +27,13 @@ from train.dataset import to_model_input
 MODES = ("fp32", "fp32+cl", "bf16", "bf16+cl", "bf16+cl+compile")
 
 
-def step_rate(mode: str, args: argparse.Namespace, device: torch.device) -> float:
-    """Images/s of training steps in one mode ("bf16", "+cl" channels_last, "+compile")."""
+def step_rate(mode: str, args: argparse.Namespace, device: torch.device) -> tuple[float, float | None]:
+    """Images/s of training steps in one mode ("bf16", "+cl" channels_last, "+compile"), and the peak
+    GPU memory in GiB that the steps allocated (None on CPU)."""
     torch.manual_seed(0)
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
     config = ModelConfig(trunk=args.trunk, image_size=args.image_size)
     memory_format = torch.channels_last if "+cl" in mode else torch.contiguous_format
     model = CXRNet(config).to(device, memory_format=memory_format).train()
@@ -58,7 +62,9 @@ def step_rate(mode: str, args: argparse.Namespace, device: torch.device) -> floa
     for _ in range(args.steps):
         step()
     _sync(device)
-    return n * args.steps / (time.perf_counter() - start)
+    rate = n * args.steps / (time.perf_counter() - start)
+    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+    return rate, peak
 
 
 def _sync(device: torch.device) -> None:
@@ -84,10 +90,11 @@ def main() -> None:
         name = f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
     print(f"{args.trunk}, {args.image_size} px, batch {args.batch_size}, {args.steps} timed steps on {name}, "
           f"torch {torch.__version__}\n")  # fmt: skip
-    print("| mode | images/s |")
-    print("|---|---:|")
+    print("| mode | images/s | peak GPU memory (GiB) |")
+    print("|---|---:|---:|")
     for mode in args.modes:
-        print(f"| {mode} | {step_rate(mode, args, device):,.1f} |", flush=True)
+        rate, peak = step_rate(mode, args, device)
+        print(f"| {mode} | {rate:,.1f} | {'–' if peak is None else f'{peak:.1f}'} |", flush=True)
 
 
 if __name__ == "__main__":

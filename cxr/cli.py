@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,8 +16,13 @@ from cxr.config import ModelConfig
 from cxr.io import InvalidImageError, load_image
 from cxr.labels import LABEL_SETS
 from cxr.model import CXRNet
-from cxr.predictor import PRECISIONS, Prediction, Predictor
-from cxr.weights import WeightsError, load_config, resolve_weights, save_model
+from cxr.predictor import PRECISIONS, Prediction
+from cxr.serving import ServedModel, load_served_model
+from cxr.weights import WeightsError, save_model
+
+DESCRIPTION = """Chest X-ray findings (NIH ChestX-ray14 labels) with a Grad-CAM heatmap per label.
+Weights: --weights FOLDER_OR_REPO, else $CXR_WEIGHTS, else the project's Hub repo at its pinned
+revision, else the bundled starter model, else demonstration weights (the choice is printed on stderr)."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -28,16 +34,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except WeightsError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader went away (`cxr info | head`): stop quietly, and keep Python's exit-time flush
+        # of stdout from raising the same error again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m cxr", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m cxr", description=DESCRIPTION)
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     predict = commands.add_parser(
         "predict",
         help="probabilities (one JSON object per image) and Grad-CAM overlays",
-        description="Print one JSON object per image; bad files are reported on stderr and skipped.",
+        description="Print one JSON object per image (probabilities, thresholds, positives, overlay paths and the "
+        "weights' provenance); bad files are reported on stderr and skipped.",
     )
     predict.add_argument("images", nargs="+", metavar="IMAGE", help="PNG, JPEG or DICOM files")
     _add_weights_arguments(predict)
@@ -53,7 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--channels-last", action="store_true", help="channels-last memory layout")
     predict.set_defaults(run=_predict)
 
-    info = commands.add_parser("info", help="print a weights folder's config.json (labels, thresholds, provenance)")
+    info = commands.add_parser("info", help="print the weights' config.json and where they come from")
     _add_weights_arguments(info)
     info.set_defaults(run=_info)
 
@@ -71,17 +83,30 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _add_weights_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--weights", required=True, help="weights folder, or Hugging Face Hub repo id ORG/NAME")
+    parser.add_argument(
+        "--weights", help="weights folder or Hub repo id ORG/NAME (default: $CXR_WEIGHTS, then the order above)"
+    )
     parser.add_argument("--revision", help="Hub commit hash or tag to pin (Hub repos only)")
 
 
+def _load(args: argparse.Namespace, **predictor_options: object) -> ServedModel:
+    """The weights in the documented order (explicit ones must load), with a warning on stderr when they
+    are untrained, synthetic or not the project's published weights."""
+    served = load_served_model(args.weights, args.revision, strict_explicit=True, **predictor_options)
+    summary = served.summary()
+    print(f"weights: {served.choice.describe()}. {summary['why']}", file=sys.stderr)
+    if summary["warning"]:
+        print(f"warning: {summary['warning']}", file=sys.stderr)
+    return served
+
+
 def _predict(args: argparse.Namespace) -> int:
-    predictor = Predictor.from_pretrained(
-        args.weights, args.revision, precision=args.precision, channels_last=args.channels_last
-    )
+    served = _load(args, precision=args.precision, channels_last=args.channels_last)
+    predictor = served.predictor
     wanted = _cam_label_choice(args.cam_labels, predictor.labels)
     if args.cam_dir:
         args.cam_dir.mkdir(parents=True, exist_ok=True)
+    thresholds = dict(zip(predictor.labels, predictor.config.thresholds, strict=True))
     failures = 0
     used_stems: set[str] = set()
     for start in range(0, len(args.images), args.batch_size):
@@ -94,12 +119,15 @@ def _predict(args: argparse.Namespace) -> int:
                 failures += 1
                 print(f"{name}: {err}", file=sys.stderr)
         for name, prediction in zip(names, predictor.predict_batch(images), strict=True):
-            print(json.dumps({"image": name, **prediction.to_dict()}), flush=True)
+            overlays = {}
             if args.cam_dir:
                 stem = _unique_stem(Path(name).stem, used_stems)
                 for label in wanted(prediction):
-                    overlay = prediction.overlay(label, opacity=args.opacity)
-                    Image.fromarray(overlay).save(args.cam_dir / f"{stem}_{label}.png")
+                    path = args.cam_dir / f"{stem}_{label}.png"
+                    Image.fromarray(prediction.overlay(label, opacity=args.opacity)).save(path)
+                    overlays[label] = str(path)
+            row = {"image": name, **prediction.to_dict(), "thresholds": thresholds, "overlays": overlays}
+            print(json.dumps({**row, "model": served.summary()}), flush=True)
     return 1 if failures else 0
 
 
@@ -130,8 +158,8 @@ def _unique_stem(stem: str, used: set[str]) -> str:
 
 
 def _info(args: argparse.Namespace) -> int:
-    folder = resolve_weights(args.weights, args.revision)
-    print(json.dumps(load_config(folder).to_dict(), indent=2))
+    served = _load(args)
+    print(json.dumps({**served.config.to_dict(), "served": served.summary()}, indent=2))
     return 0
 
 

@@ -16,6 +16,7 @@ from cxr.io import ImageSource, load_image
 from cxr.model import CXRNet
 from cxr.overlay import render_overlay
 from cxr.preprocess import Letterbox, preprocess
+from cxr.sources import load_in_order
 from cxr.weights import load_model
 
 PRECISIONS = ("fp32", "bf16")
@@ -119,14 +120,20 @@ class Predictor:
         self._thresholds = np.asarray(self.config.thresholds, dtype=np.float32)
 
     @classmethod
-    def from_pretrained(cls, source: str | Path, revision: str | None = None, **options: object) -> Predictor:
+    def from_pretrained(
+        cls, source: str | Path | None = None, revision: str | None = None, **options: object
+    ) -> Predictor:
         """Load weights from a folder or Hub repo (see :func:`cxr.weights.load_model`) and wrap them.
 
-        ``options`` go to :class:`Predictor` (device, precision, channels_last) or to the loader.
+        Without ``source``, the weights come from :func:`cxr.sources.load_in_order` (``CXR_WEIGHTS``, the
+        project's Hub repo at its pinned revision, the bundled starter, demonstration weights; the log says
+        which and why). ``options`` go to :class:`Predictor` (device, precision, channels_last) or to the loader.
         """
         predictor_keys = {"device", "precision", "channels_last"}
         own = {k: v for k, v in options.items() if k in predictor_keys}
         hub = {k: v for k, v in options.items() if k not in predictor_keys}
+        if source is None:
+            return cls(load_in_order(revision=revision)[0], **own)  # type: ignore[arg-type]
         return cls(load_model(source, revision, **hub), **own)  # type: ignore[arg-type]
 
     @property

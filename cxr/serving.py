@@ -1,70 +1,30 @@
 """What the demo server needs besides its UI: which weights to serve, what to say about them, what the API returns.
 
-The weights source is decided here and nowhere else (command line, then ``CXR_WEIGHTS``, then
-``CXR_MODEL_REPO`` at ``CXR_MODEL_REVISION``, then the project's published weights at a pinned tag).
-The "about" text is read from the weights' ``config.json`` and model card, never written by hand, so
-a demo cannot describe weights other than the ones it serves.
+The weights are chosen by :func:`cxr.sources.load_in_order` (explicit folder, the Hub repo at its pinned
+revision, the bundled starter, demonstration weights) and the server never fails to start for want of
+them. The "about" text and the banner are read from the weights' ``config.json`` and model card, never
+written by hand, so a demo cannot describe weights other than the ones it serves.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import safetensors.torch
 from huggingface_hub import RepoCard
 
 from cxr.config import ModelConfig
 from cxr.predictor import Prediction, Predictor
-from cxr.weights import WEIGHTS_FILE, WeightsError, resolve_weights, sha256_of
+from cxr.provenance import headline_evaluation, interval_text, trained_on, warning
+from cxr.sources import WeightsChoice, load_in_order
+from cxr.weights import WEIGHTS_FILE, sha256_of
 
-DEFAULT_MODEL_REPO = "cxr-project/chestxray14-resnet50-lse"
-DEFAULT_MODEL_REVISION = "v0.1.0"  # a tag: the demo serves exactly these weights until someone moves the pin
 MODEL_CARD_FILE = "README.md"
-_COMMIT = re.compile(r"^[0-9a-f]{40}$")
-
-
-@dataclass(frozen=True)
-class WeightsSource:
-    """Where the served weights come from: a local folder, or a Hub repo at a revision."""
-
-    location: str
-    revision: str | None = None
-    is_local: bool = False
-
-    def describe(self, public: bool = False) -> str:
-        """Human-readable origin, e.g. ``Hub repo org/name at revision v0.1.0``; ``public`` hides local paths."""
-        if self.is_local:
-            return f"local folder {Path(self.location).name if public else self.location}"
-        return f"Hub repo {self.location} at revision {self.revision or 'main (unpinned)'}"
-
-
-def choose_weights_source(weights_folder: str | None = None, environ: Mapping[str, str] = os.environ) -> WeightsSource:
-    """Pick the weights to serve: ``--weights`` / ``CXR_WEIGHTS`` folder, else ``CXR_MODEL_REPO`` on the Hub.
-
-    The project's own repo defaults to its pinned tag; another repo is served at ``CXR_MODEL_REVISION``
-    or, without one, at its main branch.
-    """
-    folder = weights_folder or environ.get("CXR_WEIGHTS")
-    if folder:
-        return WeightsSource(folder, is_local=True)
-    repo = environ.get("CXR_MODEL_REPO") or DEFAULT_MODEL_REPO
-    revision = environ.get("CXR_MODEL_REVISION") or (DEFAULT_MODEL_REVISION if repo == DEFAULT_MODEL_REPO else None)
-    return WeightsSource(repo, revision)
-
-
-def no_weights_message(source: WeightsSource, error: WeightsError) -> str:
-    """The one paragraph shown when nothing can be served: what failed and both ways to fix it."""
-    return (
-        f"No model weights to serve: {error}\n"
-        "Either pass a local weights folder (python app.py --weights DIR, or set CXR_WEIGHTS=DIR; "
-        "for development, python -m cxr make-untrained-weights DIR makes one), or give this machine access to "
-        f"the Hugging Face Hub for CXR_MODEL_REPO (default {DEFAULT_MODEL_REPO}) at CXR_MODEL_REVISION "
-        f"(default {DEFAULT_MODEL_REVISION}); set HF_TOKEN if the repo is private. Tried: {source.describe()}."
-    )
 
 
 @dataclass(frozen=True)
@@ -72,8 +32,7 @@ class ServedModel:
     """The loaded predictor plus everything the page and the API say about its weights."""
 
     predictor: Predictor
-    source: WeightsSource
-    commit: str | None  # the Hub commit a revision resolved to; None for local folders
+    choice: WeightsChoice
     weights_sha256: str
     model_card: str | None  # the weights folder's README.md without its YAML front matter
 
@@ -81,33 +40,67 @@ class ServedModel:
     def config(self) -> ModelConfig:
         return self.predictor.config
 
+    @property
+    def commit(self) -> str | None:
+        return self.choice.commit
+
     def summary(self) -> dict[str, Any]:
         """Provenance attached to every API answer, so a result can be traced to the exact weights."""
+        choice = self.choice
+        location = Path(choice.location).name if choice.kind in ("folder", "starter") else choice.location
         return {
-            "source": self.source.location if not self.source.is_local else Path(self.source.location).name,
-            "revision": self.source.revision,
+            "kind": choice.kind,
+            "source": location,
+            "revision": choice.revision,
             "commit": self.commit,
             "weights_sha256": self.weights_sha256,
             "trained": self.config.trained,
+            "warning": warning(self.config),
+            "why": choice.reason,
         }
 
 
-def load_served_model(source: WeightsSource, **predictor_options: Any) -> ServedModel:
-    """Download (if needed) and load the weights once; raises :class:`WeightsError` with a readable reason."""
-    if source.is_local and not Path(source.location).expanduser().is_dir():
-        # Checked here because resolve_weights would take a missing "dir/name" path for a Hub repo id.
-        raise WeightsError(f"there is no folder {source.location}.")
-    folder = resolve_weights(source.location, None if source.is_local else source.revision)
-    predictor = Predictor.from_pretrained(folder, **predictor_options)
-    card = folder / MODEL_CARD_FILE
+def load_served_model(
+    explicit: str | None = None,
+    revision: str | None = None,
+    *,
+    environ: Mapping[str, str] = os.environ,
+    strict_explicit: bool = False,
+    **predictor_options: Any,
+) -> ServedModel:
+    """Load the weights once, in the documented order (:mod:`cxr.sources`); the app never fails here."""
+    model, choice = load_in_order(explicit, revision, environ=environ, strict_explicit=strict_explicit)
+    predictor = Predictor(model, **predictor_options)
+    if choice.folder is None:  # demonstration weights exist only in memory: fingerprint their tensors
+        serialized = safetensors.torch.save({k: v.contiguous() for k, v in model.state_dict().items()})
+        sha = hashlib.sha256(serialized).hexdigest()
+    else:
+        sha = predictor.config.metadata.get("weights_sha256") or sha256_of(choice.folder / WEIGHTS_FILE)
+    card = choice.folder / MODEL_CARD_FILE if choice.folder else None
     return ServedModel(
         predictor=predictor,
-        source=source,
-        # huggingface_hub names each snapshot folder after its commit.
-        commit=folder.name if not source.is_local and _COMMIT.match(folder.name) else None,
-        weights_sha256=predictor.config.metadata.get("weights_sha256") or sha256_of(folder / WEIGHTS_FILE),
-        model_card=RepoCard(card.read_text(encoding="utf-8")).text.strip() if card.is_file() else None,
+        choice=choice,
+        weights_sha256=sha,
+        model_card=RepoCard(card.read_text(encoding="utf-8")).text.strip() if card and card.is_file() else None,
     )
+
+
+def weights_banner(served: ServedModel) -> tuple[str, bool] | None:
+    """Markdown for the banner above the results, and whether it is a red warning (None: no banner)."""
+    caveat = warning(served.config)
+    if caveat is not None:
+        why = f" {served.choice.reason}" if served.choice.kind == "demonstration" else ""
+        return f"**{caveat}**{why}", True
+    if served.choice.kind == "starter":
+        evaluation = headline_evaluation(served.config)
+        return (
+            f"**Starter model, weak by design.** {trained_on(served.config)} From scratch (no ImageNet weights)"
+            + (f"; {evaluation}" if evaluation else "")
+            + ". Served because the project's Hub weights are not available here; the real model comes from "
+            "the full-data GPU recipe.",
+            False,
+        )
+    return None
 
 
 # --- API answers ---------------------------------------------------------------------------------
@@ -162,32 +155,19 @@ def model_info(served: ServedModel) -> dict[str, Any]:
 # --- What the page says about the weights ------------------------------------------------------
 
 
-def trained_on(config: ModelConfig) -> str:
-    """One sentence on the training data, from the weights' metadata."""
-    if not config.trained:
-        return "These weights are untrained (random): they were made for development and tests, not trained on data."
-    training = config.metadata.get("training")
-    if isinstance(training, dict) and training.get("dataset"):
-        details = [f"split: {training['split']}" if training.get("split") else ""]
-        details.append(f"{training['epochs']} epochs" if training.get("epochs") else "")
-        details = "; ".join(d for d in details if d)
-        return f"Trained on {training['dataset']}" + (f" — {details}." if details else ".")
-    description = config.metadata.get("description")
-    return str(description) if description else "The weights do not record what they were trained on."
-
-
 def about_markdown(served: ServedModel) -> str:
     """Markdown for the page's "about" section: origin, checksum, training, evaluation, per-label table."""
     config = served.config
-    origin = served.source.describe(public=True) + (f" (commit `{served.commit[:12]}`)" if served.commit else "")
+    origin = served.choice.describe(public=True) + (f" (commit `{served.commit[:12]}`)" if served.commit else "")
     parts = [
         f"**Weights:** {origin}  \n**SHA-256 of {WEIGHTS_FILE}:** `{served.weights_sha256}`  \n"
         f"**Model:** {config.trunk} trunk, {config.image_size} px input, LSE pooling (r = {config.lse_r:g}), "
         f"{config.num_labels} labels, Grad-CAM on the transition layer",
+        f"**Why these weights:** {served.choice.reason}",
         f"**Training:** {trained_on(config)}",
     ]
     description = config.metadata.get("description")
-    if description and str(description) not in parts[1]:
+    if description and str(description) not in parts[2]:
         parts.append(f"**Description:** {description}")
     training = config.metadata.get("training")
     if isinstance(training, dict) and training:
@@ -203,11 +183,12 @@ def _evaluation_headline(evaluation: dict[str, Any]) -> str:
     numbers = []
     if _is_number(evaluation.get("mean_auroc")):
         numbers.append(
-            f"mean AUROC **{evaluation['mean_auroc']:.3f}**{_ci(evaluation, 'mean_auroc_ci')} over all labels"
+            f"mean AUROC **{evaluation['mean_auroc']:.3f}**{interval_text(evaluation, 'mean_auroc_ci')} over all labels"
         )
     if _is_number(evaluation.get("mean_auroc_chestxray8")):
         value = evaluation["mean_auroc_chestxray8"]
-        numbers.append(f"**{value:.3f}**{_ci(evaluation, 'mean_auroc_chestxray8_ci')} over the 8 ChestX-ray8 labels")
+        ci = interval_text(evaluation, "mean_auroc_chestxray8_ci")
+        numbers.append(f"**{value:.3f}**{ci} over the 8 ChestX-ray8 labels")
     where = [f"{evaluation['dataset']}" if evaluation.get("dataset") else ""]
     where.append(f"{evaluation['split']} split" if evaluation.get("split") else "")
     if evaluation.get("n_images"):
@@ -215,14 +196,6 @@ def _evaluation_headline(evaluation: dict[str, Any]) -> str:
     scope = ", ".join(w for w in where if w)
     headline = "; ".join(numbers) if numbers else "no summary metric recorded"
     return f"**Evaluation:** {headline}" + (f" ({scope})." if scope else ".")
-
-
-def _ci(evaluation: dict[str, Any], key: str) -> str:
-    """`` (95% CI 0.801–0.823)`` when the evaluation recorded a bootstrap interval, else nothing."""
-    interval = evaluation.get(key)
-    if isinstance(interval, list) and len(interval) == 2 and all(_is_number(v) for v in interval):
-        return f" (95% CI {interval[0]:.3f}–{interval[1]:.3f})"
-    return ""
 
 
 def _facts_list(title: str, facts: dict[str, Any]) -> str:

@@ -53,15 +53,18 @@ def sha256_of(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def save_model(model: CXRNet, folder: str | Path) -> Path:
+def save_model(model: CXRNet, folder: str | Path, dtype: torch.dtype | None = None) -> Path:
     """Write ``model.safetensors`` and ``config.json`` (with the weights' SHA-256) into ``folder``.
 
-    Both files are written to temporary names first and renamed, so an interrupted save never
-    leaves a half-written file under the final name.
+    ``dtype`` (e.g. ``torch.float16``, half the size) stores the floating-point tensors in that type;
+    :func:`load_model` casts them back to float32. Both files are written to temporary names first and
+    renamed, so an interrupted save never leaves a half-written file under the final name.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     state = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
+    if dtype is not None:
+        state = {name: t.to(dtype) if t.is_floating_point() else t for name, t in state.items()}
     weights_tmp = _temp_path(folder, WEIGHTS_FILE)
     save_file(state, str(weights_tmp), metadata={"format": "pt"})
     config = model.config.replace(metadata={**model.config.metadata, "weights_sha256": sha256_of(weights_tmp)})
@@ -182,6 +185,8 @@ def load_model(
     except ConfigError as err:
         raise WeightsError(f"{folder / CONFIG_FILE}: {err}") from err
     _check_state_matches(model, state, weights_path)
+    # Weights stored in half precision (the bundled starter) compute in float32 like any others.
+    state = {name: t.float() if t.is_floating_point() else t for name, t in state.items()}
     model.load_state_dict(state, strict=True)
     return model.to(map_location).eval()
 

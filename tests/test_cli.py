@@ -13,8 +13,8 @@ from PIL import Image
 
 from cxr.cli import main
 from cxr.predictor import Predictor
-from cxr.weights import load_config
-from tests.conftest import DICOM_MONO2, NIH_512, NON_NIH_JPEG, ROOT
+from cxr.weights import load_config, save_model, sha256_of
+from tests.conftest import DICOM_MONO2, NIH_512, NON_NIH_JPEG, ROOT, TINY_CONFIG, make_model
 
 
 def _json_lines(text: str) -> list[dict]:
@@ -29,10 +29,60 @@ def test_predict_prints_one_json_object_per_image_with_the_predictor_values(tiny
     predictor = Predictor.from_pretrained(tiny_weights)
     for row in rows:
         expected = predictor.predict(row["image"])
-        assert set(row) == {"image", "probabilities", "positive"}
+        assert set(row) == {"image", "probabilities", "positive", "thresholds", "overlays", "model"}
         assert list(row["probabilities"]) == list(predictor.labels)
         np.testing.assert_allclose(list(row["probabilities"].values()), expected.probabilities, atol=1e-5)
         assert row["positive"] == expected.positive
+        assert list(row["thresholds"].values()) == pytest.approx(list(predictor.config.thresholds))
+        assert row["overlays"] == {}  # no --cam-dir
+        assert row["model"]["kind"] == "folder" and row["model"]["source"] == tiny_weights.name
+        assert row["model"]["weights_sha256"] == sha256_of(tiny_weights / "model.safetensors")
+        assert row["model"]["trained"] is False and row["model"]["warning"].startswith("Untrained weights")
+
+
+def test_untrained_or_synthetic_weights_warn_on_stderr(tiny_weights, tmp_path, capsys) -> None:
+    assert main(["predict", str(NIH_512[0]), "--weights", str(tiny_weights)]) == 0
+    err = capsys.readouterr().err
+    assert f"weights: local folder {tiny_weights}. They were asked for explicitly." in err
+    assert "warning: Untrained weights" in err
+    synthetic = TINY_CONFIG.replace(
+        trained=True, metadata={"training": {"dataset": "synthetic (python -m train synth)"}}
+    )
+    folder = save_model(make_model(synthetic), tmp_path / "synthetic")
+    assert main(["predict", str(NIH_512[0]), "--weights", str(folder)]) == 0
+    assert "warning: Weights trained on synthetic images" in capsys.readouterr().err
+    trained = save_model(make_model(TINY_CONFIG.replace(trained=True)), tmp_path / "trained")
+    assert main(["predict", str(NIH_512[0]), "--weights", str(trained)]) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_overlay_paths_in_the_json_match_same_named_images(tiny_weights, tmp_path, capsys) -> None:
+    first, second = tmp_path / "a" / "scan.png", tmp_path / "b" / "scan.png"
+    for path in (first, second):
+        path.parent.mkdir()
+        path.write_bytes(NIH_512[0].read_bytes())
+    cams = tmp_path / "cams"
+    argv = ["predict", str(first), str(second), "--weights", str(tiny_weights), "--cam-dir", str(cams)]
+    assert main([*argv, "--cam-labels", "Mass"]) == 0
+    rows = _json_lines(capsys.readouterr().out)
+    assert [row["overlays"] for row in rows] == [
+        {"Mass": str(cams / "scan_Mass.png")},
+        {"Mass": str(cams / "scan-2_Mass.png")},
+    ]
+    assert all(Path(row["overlays"]["Mass"]).is_file() for row in rows)
+
+
+def test_closed_pipe_ends_quietly_and_help_is_plain_text(tiny_weights) -> None:
+    command = f"{sys.executable} -m cxr info --weights {tiny_weights} | head -n 2"
+    result = subprocess.run(command, shell=True, capture_output=True, text=True, cwd=ROOT, check=False)
+    assert result.stdout.splitlines() == ["{", '  "labels": [']
+    assert "Traceback" not in result.stderr and "BrokenPipeError" not in result.stderr
+    help_text = subprocess.run(
+        [sys.executable, "-m", "cxr", "--help"], capture_output=True, text=True, cwd=ROOT, check=True
+    ).stdout
+    assert "``" not in help_text and "Weights: --weights FOLDER_OR_REPO, else $CXR_WEIGHTS" in " ".join(
+        help_text.split()
+    )
 
 
 def test_bad_files_are_reported_on_stderr_and_the_rest_still_processed(tiny_weights, tmp_path, capsys) -> None:
@@ -87,7 +137,8 @@ def test_make_untrained_weights_then_info(tmp_path, capsys) -> None:
     assert not config.trained and config.num_labels == 8 and config.image_size == 128
     capsys.readouterr()
     assert main(["info", "--weights", str(folder)]) == 0
-    assert json.loads(capsys.readouterr().out)["labels"] == list(config.labels)
+    info = json.loads(capsys.readouterr().out)
+    assert info["labels"] == list(config.labels) and info["served"]["kind"] == "folder"
 
 
 def test_module_entry_point_runs_as_a_process(tiny_weights) -> None:

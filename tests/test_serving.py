@@ -10,18 +10,14 @@ import pytest
 
 from cxr.labels import CHESTXRAY14_LABELS
 from cxr.predictor import Predictor
+from cxr.provenance import trained_on
 from cxr.serving import (
-    DEFAULT_MODEL_REPO,
-    DEFAULT_MODEL_REVISION,
-    WeightsSource,
     about_markdown,
     cam_record,
-    choose_weights_source,
     load_served_model,
     model_info,
-    no_weights_message,
     prediction_record,
-    trained_on,
+    weights_banner,
 )
 from cxr.weights import WeightsError, load_config, save_model, sha256_of
 from tests.conftest import NIH_EXAMPLES, TINY_CONFIG, make_model
@@ -46,34 +42,10 @@ EVALUATION = {
 }
 
 
-@pytest.mark.parametrize(
-    ("flag", "env", "expected"),
-    [
-        ("given/dir", {"CXR_WEIGHTS": "env/dir", "CXR_MODEL_REPO": "a/b"}, WeightsSource("given/dir", is_local=True)),
-        (None, {"CXR_WEIGHTS": "env/dir", "CXR_MODEL_REPO": "a/b"}, WeightsSource("env/dir", is_local=True)),
-        (None, {"CXR_MODEL_REPO": "a/b", "CXR_MODEL_REVISION": "v2"}, WeightsSource("a/b", "v2")),
-        (None, {"CXR_MODEL_REPO": "a/b"}, WeightsSource("a/b", None)),  # another repo: no borrowed tag
-        (None, {}, WeightsSource(DEFAULT_MODEL_REPO, DEFAULT_MODEL_REVISION)),
-        (None, {"CXR_MODEL_REVISION": "abc123"}, WeightsSource(DEFAULT_MODEL_REPO, "abc123")),
-        (None, {"CXR_WEIGHTS": ""}, WeightsSource(DEFAULT_MODEL_REPO, DEFAULT_MODEL_REVISION)),
-    ],
-)
-def test_weights_source_precedence(flag, env, expected) -> None:
-    assert choose_weights_source(flag, env) == expected
-
-
-def test_missing_local_folder_is_not_mistaken_for_a_hub_repo(monkeypatch) -> None:
+def test_missing_explicit_folder_is_an_error_when_strict(monkeypatch) -> None:
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
-    with pytest.raises(WeightsError, match="there is no folder org/name"):
-        load_served_model(WeightsSource("org/name", is_local=True))
-
-
-def test_no_weights_message_names_the_failure_and_both_remedies() -> None:
-    source = WeightsSource("org/name", "v1")
-    text = no_weights_message(source, WeightsError("Hub repo org/name does not exist"))
-    assert "Hub repo org/name does not exist" in text and "org/name at revision v1" in text
-    assert "--weights DIR" in text and "CXR_WEIGHTS" in text and "make-untrained-weights" in text
-    assert "CXR_MODEL_REPO" in text and "CXR_MODEL_REVISION" in text and "HF_TOKEN" in text
+    with pytest.raises(WeightsError, match="neither an existing folder nor a Hugging Face Hub repo id"):
+        load_served_model("no/such/folder", environ={}, strict_explicit=True)
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +77,7 @@ def test_hub_weights_load_from_the_cache_offline_with_commit_card_and_checksum(
     # huggingface_hub reads these at import; patch what HF_HUB_OFFLINE=1 and HF_HUB_CACHE would have set.
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(cache))
-    served = load_served_model(WeightsSource("org/cxr-test", "v0.1.0"), device="cpu")
+    served = load_served_model(environ={"CXR_MODEL_REPO": "org/cxr-test", "CXR_MODEL_REVISION": "v0.1.0"}, device="cpu")
 
     assert served.commit == COMMIT
     assert served.weights_sha256 == sha256_of(documented_weights / "model.safetensors")
@@ -117,7 +89,7 @@ def test_hub_weights_load_from_the_cache_offline_with_commit_card_and_checksum(
 
 
 def test_about_shows_the_recorded_numbers(documented_weights: Path) -> None:
-    served = load_served_model(WeightsSource(str(documented_weights), is_local=True), device="cpu")
+    served = load_served_model(str(documented_weights), device="cpu")
     about = about_markdown(served)
     assert served.commit is None and served.model_card.startswith("# The model card")
     assert f"local folder {documented_weights.name}" in about and str(documented_weights.parent) not in about
@@ -134,7 +106,7 @@ def test_about_shows_the_recorded_numbers(documented_weights: Path) -> None:
 
 def test_about_without_metadata_says_what_is_unknown(tmp_path: Path) -> None:
     folder = save_model(make_model(TINY_CONFIG.replace(trained=True, metadata={})), tmp_path / "bare")
-    served = load_served_model(WeightsSource(str(folder), is_local=True), device="cpu")
+    served = load_served_model(str(folder), device="cpu")
     about = about_markdown(served)
     assert "The weights do not record what they were trained on." in about
     assert "None" not in about and "Evaluation" not in about
@@ -143,7 +115,7 @@ def test_about_without_metadata_says_what_is_unknown(tmp_path: Path) -> None:
 
 
 def test_api_records_carry_every_label_and_the_weights_identity(tiny_weights: Path) -> None:
-    served = load_served_model(WeightsSource(str(tiny_weights), is_local=True), device="cpu")
+    served = load_served_model(str(tiny_weights), device="cpu")
     prediction = served.predictor.predict(NIH_EXAMPLES[2])
     record = prediction_record(prediction, served)
     assert record["labels"] == list(CHESTXRAY14_LABELS)
@@ -152,11 +124,15 @@ def test_api_records_carry_every_label_and_the_weights_identity(tiny_weights: Pa
     assert record["positive"] == prediction.positive
     assert record["overlay_label"] == CHESTXRAY14_LABELS[int(np.argmax(prediction.probabilities))]
     assert record["model"] == {
+        "kind": "folder",
         "source": tiny_weights.name,
         "revision": None,
         "commit": None,
         "weights_sha256": sha256_of(tiny_weights / "model.safetensors"),
         "trained": False,
+        "warning": "Untrained weights: randomly initialised, never trained. Their probabilities and heatmaps mean "
+        "nothing.",
+        "why": "They were asked for explicitly.",
     }
     cam = cam_record(prediction, "Mass", served)
     i = CHESTXRAY14_LABELS.index("Mass")
@@ -166,3 +142,46 @@ def test_api_records_carry_every_label_and_the_weights_identity(tiny_weights: Pa
         cam_record(prediction, "Fracture", served)
     info = model_info(served)
     assert info["labels"] == list(CHESTXRAY14_LABELS) and info["trained"] is False and info["training"] is None
+
+
+def test_banner_says_what_is_served_and_why(documented_weights: Path, tiny_weights: Path, monkeypatch) -> None:
+    assert weights_banner(load_served_model(str(documented_weights), device="cpu")) is None
+    text, alarming = weights_banner(load_served_model(str(tiny_weights), device="cpu"))
+    assert alarming and text.startswith("**Untrained weights")
+    synthetic = TINY_CONFIG.replace(
+        trained=True, metadata={"training": {"dataset": "synthetic (python -m train synth)"}}
+    )
+    folder = save_model(make_model(synthetic), tiny_weights.parent / "synthetic")
+    text, alarming = weights_banner(load_served_model(str(folder), device="cpu"))
+    assert alarming and "trained on synthetic images" in text
+
+    # Nothing asked for, no Hub, no starter: demonstration weights, and the banner gives every reason.
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tiny_weights.parent / "empty-cache"))
+    monkeypatch.setattr("cxr.sources.STARTER_DIR", tiny_weights.parent / "no-starter")
+    served = load_served_model(environ={}, device="cpu")
+    text, alarming = weights_banner(served)
+    assert alarming and served.choice.kind == "demonstration" and served.summary()["kind"] == "demonstration"
+    assert "not in the local Hugging Face cache" in text and "bundles no starter model" in text
+    assert served.weights_sha256 == load_served_model(environ={}, device="cpu").weights_sha256  # seeded
+
+    # A starter: a plain note with its evaluation, not a red warning.
+    starter_config = TINY_CONFIG.replace(
+        trained=True,
+        metadata={
+            "training": {
+                "dataset": "NIH ChestX-ray14",
+                "data_subset": {
+                    "train_val": {"used": 632, "official": 86524},
+                    "test": {"used": 106, "official": 25596},
+                },
+            },
+            "evaluation": {"split": "test", "n_images": 106, "mean_auroc": 0.61, "mean_auroc_ci": [0.55, 0.66]},
+        },
+    )
+    starter = save_model(make_model(starter_config), tiny_weights.parent / "starter")
+    monkeypatch.setattr("cxr.sources.STARTER_DIR", starter)
+    text, alarming = weights_banner(load_served_model(environ={}, device="cpu"))
+    assert not alarming and text.startswith("**Starter model, weak by design.**")
+    assert "632 of 86,524 train_val images (the official split restricted to the images available)" in text
+    assert "test mean AUROC 0.610 (95% CI 0.550–0.660) on 106 images of the test split" in text

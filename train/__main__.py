@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "fit": ("train.fit_cli", "train and export the best epoch as a weights folder"),
     "evaluate": ("train.evaluate", "metrics, calibration, subgroups and localization on a split"),
     "publish": ("train.publish", "write the model card and upload a weights folder to the Hub"),
+    "starter": ("train.starter", "the validation sweep that made the bundled starter model (one GPU)"),
 }
 
 

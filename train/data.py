@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from cxr.labels import CHESTXRAY14_LABELS
+from cxr.provenance import describe_subset  # noqa: F401 - the subset's words, shared with the app
 
 DATA_ENTRY_NAMES = ("Data_Entry_2017_v2020.csv", "Data_Entry_2017.csv")  # v2020 (corrected) preferred
 TRAIN_VAL_LIST = "train_val_list.txt"
@@ -206,14 +207,6 @@ def official_split(
         test=test,
         subset=subset,
     )
-
-
-def describe_subset(subset: dict[str, dict[str, int]] | None) -> str:
-    """Words for a split's subset record: "632 of 86,524 train_val images and 106 of 25,596 test images (...)"."""
-    if not subset:
-        return "the whole official split"
-    parts = [f"{counts['used']:,} of {counts['official']:,} {name} images" for name, counts in subset.items()]
-    return " and ".join(parts) + " (the official split restricted to the images available)"
 
 
 def _lookup(names: Sequence[str], by_name: dict[str, Record], source: str) -> list[Record]:
