@@ -63,5 +63,9 @@ def test_the_readme_tiny_run(data: Path, tmp_path: Path, capsys: pytest.CaptureF
     assert training["data_subset"]["train_val"]["used"] + training["data_subset"]["test"]["used"] == at_hand
     assert json.loads((run / "run" / "run.json").read_text())["accum_steps"] >= 1  # settled by the memory plan
     assert (weights / "evaluation" / "metrics.json").is_file()
-    answer = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    printed = capsys.readouterr().out.strip().splitlines()
+    answer = json.loads(printed[-1])
     assert set(answer["probabilities"]) == set(CHESTXRAY14_LABELS)
+    training_log = [line for line in printed if line.startswith(("memory:", "epoch 1/1:", "best epoch"))]
+    assert len(training_log) == 3 and re.search(r"val mean AUROC (0|1)\.\d{4}\b", training_log[1])
+    assert not [line for line in training_log if re.search(r"\d\.\d{5}", line)]  # rounded to 4 decimals at most

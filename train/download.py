@@ -213,7 +213,7 @@ def download(
     to = Path(to)
     to.mkdir(parents=True, exist_ok=True)
     todo = [item for item in items if not (to / item.name).is_file()]
-    sizes = {item.name: _remote_size(item) for item in todo}
+    sizes = {item.name: _remote_size(item) for item in todo}  # files of unknown size are left out of the check
     check_free_space(to, sum(max(0, size - _size(to / f"{name}.part")) for name, size in sizes.items() if size))
     slots = list(range(jobs))  # progress-bar rows, handed out to the files being fetched
     lock = threading.Lock()
@@ -241,6 +241,8 @@ def _remote_size(item: Item) -> int | None:
     try:
         with urllib.request.urlopen(urllib.request.Request(item.url, method="HEAD"), timeout=TIMEOUT) as response:
             length = response.headers.get("Content-Length")
+    except urllib.error.HTTPError:
+        return None  # no HEAD here (or an error the download itself will report): size unknown
     except urllib.error.URLError as err:
         host = urllib.parse.urlsplit(item.url).netloc
         raise DownloadError(
