@@ -54,7 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     add("--no-pretrained", "random trunk init instead of ImageNet weights", dest="pretrained", action="store_false")
     add("--epochs", "epochs; the best one is exported", type=int)
     add("--batch-size", "images per optimizer step, over all processes", type=int)
-    add("--accum-steps", "micro-batches per step (gradient accumulation)", type=int)
+    add("--accum-steps", "micro-batches per step (gradient accumulation); 0: the fewest that fit in memory", type=int)
     add("--optimizer", "optimizer", choices=CHOICES["optimizer"])
     add("--lr", "peak learning rate", type=float)
     add("--weight-decay", "decoupled weight decay on conv/linear weights", type=float)

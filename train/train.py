@@ -96,7 +96,7 @@ def _fit(cfg: TrainConfig, resume: bool, world: distributed.World, device: torch
     labels = label_set(cfg.labels)
     available = images_at_hand(cfg.data_dir) if cfg.available_only else None
     split = official_split(cfg.data_dir, cfg.val_fraction, cfg.seed, available)
-    cache = _open_cache(cfg)
+    cache = _open_cache(cfg, [record.image for record in split.train + split.val])
     train_set, val_set = CachedDataset(cache, split.train, labels), CachedDataset(cache, split.val, labels)
     if cfg.batch_size % (world.size * cfg.accum_steps):
         raise TrainError(f"--batch-size {cfg.batch_size} must divide into {world.size} processes x {cfg.accum_steps}.")
@@ -263,8 +263,9 @@ def _plan_memory(
     return dataclasses.replace(cfg, accum_steps=steps)
 
 
-def _open_cache(cfg: TrainConfig) -> ImageCache:
-    """The prepared cache this run reads; if it is missing or at another size, the exact command that makes it."""
+def _open_cache(cfg: TrainConfig, names: list[str]) -> ImageCache:
+    """The prepared cache holding ``names``; if it is missing, at another size or short of images, the exact
+    ``prepare`` command that makes it."""
     folder = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir(cfg.data_dir, cfg.image_size)
     command = prepare_command(cfg.data_dir, cfg.image_size, cfg.cache_dir or None, cfg.available_only)
     if not (folder / INDEX_FILE).is_file():
@@ -274,6 +275,13 @@ def _open_cache(cfg: TrainConfig) -> ImageCache:
         raise TrainError(
             f"The cache in {folder} is at {cache.image_size} px and the model at {cfg.image_size}: give "
             f"--image-size {cache.image_size}, or prepare another --cache-dir with `{command}`."
+        )
+    missing = cache.not_ready(names)
+    if missing:
+        subset = "" if cfg.available_only else "; or, to train on the images at hand only, add --available-only"
+        raise TrainError(
+            f"{len(missing):,} of the {len(names):,} training and validation images are not in the prepared cache "
+            f"in {folder} (e.g. {missing[0]}): run `{command}` first{subset}."
         )
     return cache
 
