@@ -13,7 +13,7 @@ import time
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from train.bootstrap import BootstrapSettings, bootstrap_aurocs, patient_resample_weights
+from train.evaluation.bootstrap import BootstrapSettings, bootstrap_aurocs, patient_resample_weights
 
 
 def main() -> None:

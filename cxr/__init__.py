@@ -6,6 +6,8 @@ does not pay for importing torch, timm and pydicom.
 
 from __future__ import annotations
 
+import sys
+import types
 from importlib import import_module
 from typing import Any
 
@@ -38,3 +40,19 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
+
+
+class _Package(types.ModuleType):
+    """The ``cxr`` module, keeping an exported function where Python would bind a same-named submodule.
+
+    Importing ``cxr.preprocess`` (the module) sets the attribute ``cxr.preprocess``; without this,
+    ``from cxr import preprocess`` would then return the module instead of the function.
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _EXPORTS and isinstance(value, types.ModuleType) and value.__name__ == _EXPORTS[name]:
+            value = getattr(value, name)
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

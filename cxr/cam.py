@@ -33,20 +33,32 @@ LIBRARY_CAM_METHODS: dict[str, type[pytorch_grad_cam.base_cam.BaseCAM]] = {
 }
 
 
+def head_logits(model: CXRNet, features: torch.Tensor) -> torch.Tensor:
+    """Transition map -> (N, K) logits, LSE pooling and fc in float32 even under autocast.
+
+    Serving, evaluation and the validation that picks thresholds all call this, so a threshold
+    chosen on validation meets the very numbers it is applied to (a bf16 head differs by up to
+    ~0.02 in logit).
+    """
+    with torch.autocast(device_type=features.device.type, enabled=False):
+        return F.linear(model.pool(features.float()), model.fc.weight.float(), model.fc.bias.float())
+
+
+def class_activation_maps(model: CXRNet, features: torch.Tensor) -> torch.Tensor:
+    """(N, K, h, w) signed maps ``sum_c W[k, c] * A_c / (h * w)`` in float32: Wang et al.'s map, before ReLU."""
+    with torch.autocast(device_type=features.device.type, enabled=False):
+        h, w = features.shape[-2:]
+        return torch.einsum("kc,nchw->nkhw", model.fc.weight.float() / (h * w), features.float())
+
+
 def logits_and_grad_cams(model: CXRNet, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """One forward pass -> ((N, K) logits, (N, K, h, w) raw Grad-CAM maps of every label).
 
-    The maps equal pytorch-grad-cam's unnormalised Grad-CAM on ``model.transition``; they are
-    computed in float32 even under autocast.
+    The maps equal pytorch-grad-cam's unnormalised Grad-CAM on ``model.transition``; the head is cheap,
+    so logits and maps are computed in float32 even under autocast.
     """
     features = model.forward_features(x)
-    with torch.autocast(device_type=features.device.type, enabled=False):  # the head is cheap: keep it exact
-        features = features.float()
-        weight = model.fc.weight.float()
-        logits = F.linear(model.pool(features), weight, model.fc.bias.float())
-        h, w = features.shape[-2:]
-        maps = torch.relu(torch.einsum("kc,nchw->nkhw", weight / (h * w), features))
-    return logits, maps
+    return head_logits(model, features), torch.relu(class_activation_maps(model, features))
 
 
 def normalize_maps(maps: torch.Tensor) -> torch.Tensor:

@@ -39,6 +39,9 @@ class ModelConfig:
         lse_r, lse_eps: sharpness and stabiliser of log-sum-exp pooling.
         thresholds: per-label probability cut-offs (0.5 until training chooses them on validation).
         temperatures: per-label logit temperatures (1.0 until calibration fits them).
+        biases: per-label logit biases (0.0 until calibration fits them); a label's probability is
+            ``sigmoid((logit + bias) / temperature)`` (:func:`cxr.predictor.calibrated_probabilities`).
+            Configs written before biases existed load with 0.
         trained: False for random or development weights; the app shows a banner then.
         metadata: JSON-serialisable provenance (training data, split, metrics, weights checksum).
     """
@@ -53,6 +56,7 @@ class ModelConfig:
     lse_eps: float = 1e-6
     thresholds: tuple[float, ...] = ()
     temperatures: tuple[float, ...] = ()
+    biases: tuple[float, ...] = ()
     trained: bool = False
     metadata: dict[str, Any] = field(default_factory=dict)
 
@@ -64,6 +68,7 @@ class ModelConfig:
         set_(self, "std", tuple(float(v) for v in self.std))
         set_(self, "thresholds", tuple(float(v) for v in self.thresholds) or (0.5,) * len(labels))
         set_(self, "temperatures", tuple(float(v) for v in self.temperatures) or (1.0,) * len(labels))
+        set_(self, "biases", tuple(float(v) for v in self.biases) or (0.0,) * len(labels))
         set_(self, "metadata", dict(self.metadata))
         self._validate()
 
@@ -81,6 +86,8 @@ class ModelConfig:
             raise ConfigError(f"thresholds need one value in (0, 1) per label ({k}); got {len(self.thresholds)}.")
         if len(self.temperatures) != k or not all(math.isfinite(t) and t > 0 for t in self.temperatures):
             raise ConfigError(f"temperatures need one positive value per label ({k}); got {len(self.temperatures)}.")
+        if len(self.biases) != k or not all(math.isfinite(b) for b in self.biases):
+            raise ConfigError(f"biases need one finite value per label ({k}); got {len(self.biases)}.")
         if not self.lse_r > 0 or not self.lse_eps >= 0:
             raise ConfigError("lse_r must be positive and lse_eps non-negative.")
         if not isinstance(self.transition_channels, int) or self.transition_channels < 1:

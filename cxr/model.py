@@ -51,6 +51,17 @@ def create_trunk(name: str, pretrained: bool = False) -> nn.Module:
         raise
 
 
+def pretrained_mean_std(name: str) -> dict[str, tuple[float, ...]]:
+    """``{"mean", "std"}`` the trunk's default pretrained weights expect (from timm's pretrained config).
+
+    A trunk started from those weights is fed inputs normalised the way they were trained.
+    """
+    pretrained = timm.models.get_pretrained_cfg(name)
+    if pretrained is None:
+        raise ConfigError(f"timm has no pretrained weights for {name!r}; train it from scratch.")
+    return {"mean": tuple(pretrained.mean), "std": tuple(pretrained.std)}
+
+
 class CXRNet(nn.Module):
     """Multi-label chest X-ray classifier with a closed-form Grad-CAM layer (``transition``).
 

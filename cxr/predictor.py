@@ -36,6 +36,23 @@ def precision_context(device: torch.device, precision: str) -> contextlib.Abstra
     return contextlib.nullcontext()
 
 
+def calibrated_probabilities(
+    logits: torch.Tensor, temperatures: Sequence[float] | torch.Tensor, biases: Sequence[float] | torch.Tensor
+) -> torch.Tensor:
+    """(..., K) logits -> float32 probabilities ``sigmoid((logit + bias) / temperature)`` per label.
+
+    The one place logits become probabilities: the predictor, evaluation and calibration fitting all
+    call it, so thresholds chosen on its output are the thresholds the app applies. The bias undoes
+    the shift that a positive weight w puts on the logits (about ``log w``), which a temperature
+    alone cannot; together they are Platt scaling, ``sigmoid(a * logit + c)`` with ``a = 1 / T`` and
+    ``c = bias / T``.
+    """
+    logits = logits.float()
+    t = torch.as_tensor(temperatures, dtype=torch.float32, device=logits.device)
+    b = torch.as_tensor(biases, dtype=torch.float32, device=logits.device)
+    return torch.sigmoid((logits + b) / t)
+
+
 @dataclass(frozen=True)
 class Prediction:
     """What the model says about one image.
@@ -117,6 +134,7 @@ class Predictor:
         self.model = model.eval().to(self.device, memory_format=self.memory_format)
         self.config: ModelConfig = model.config
         self._temperatures = torch.tensor(self.config.temperatures, device=self.device)
+        self._biases = torch.tensor(self.config.biases, device=self.device)
         self._thresholds = np.asarray(self.config.thresholds, dtype=np.float32)
 
     @classmethod
@@ -154,7 +172,7 @@ class Predictor:
             x = preprocess(chunk, self.config).to(self.device, memory_format=self.memory_format)
             with precision_context(self.device, self.precision):
                 logits, maps = logits_and_grad_cams(self.model, x)
-            probabilities = torch.sigmoid(logits.float() / self._temperatures).cpu().numpy()
+            probabilities = calibrated_probabilities(logits, self._temperatures, self._biases).cpu().numpy()
             maps = normalize_maps(maps).cpu().numpy()
             results += [
                 Prediction(self.labels, probabilities[i], self._thresholds, maps[i], image)

@@ -8,7 +8,7 @@ import pytest
 from scipy.stats import norm
 from sklearn.metrics import roc_auc_score
 
-from train.bootstrap import (
+from train.evaluation.bootstrap import (
     BootstrapSettings,
     auroc_with_intervals,
     bootstrap_aurocs,

@@ -13,17 +13,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from sklearn.metrics import roc_auc_score
 
+from cxr.cam import upsample_map
 from cxr.config import ModelConfig
+from cxr.io import load_image
 from cxr.labels import CHESTXRAY8_LABELS
 from cxr.predictor import Predictor
+from cxr.preprocess import Letterbox, preprocess
 from cxr.weights import WEIGHTS_FILE, WeightsError, load_config, load_model, save_model, sha256_of
 from tests.conftest import make_model
 from train.__main__ import main as train_main
 from train.data import find_images, label_matrix, official_split, read_bbox_list
-from train.evaluate import save_config_keeping_weights
+from train.evaluation.evaluate import save_config_keeping_weights
+from train.evaluation.localization import LocalizationCase, evaluate_localization
 from train.synth import SynthConfig, generate
 
 # Thresholds away from 0.5, so that converting them under new temperatures is a real change.
@@ -78,10 +83,11 @@ def test_metrics_equal_an_independent_computation_through_the_predictor(weights:
     cxr8 = [metrics["per_label"][label]["auroc"] for label in CHESTXRAY8_LABELS]
     assert metrics["mean_auroc_chestxray8"] == pytest.approx(np.mean([a for a in cxr8 if a is not None]))
 
-    # Every box of a test image is scored, once.
+    # Every box of a test image is scored, once, and the numbers equal Wang's protocol recomputed here from
+    # the signed class activation maps of the predictor's own model.
     boxes = read_bbox_list(synth_data / "BBox_List_2017.csv")
+    assert metrics["localization"] == independent_localization(predictor, boxes, images)
     assert metrics["localization"]["all"]["n_boxes"] == len(boxes)
-    assert sum(v["n_boxes"] for v in metrics["localization"]["per_label"].values()) == len(boxes)
     assert metrics["dataset"] == "synthetic (python -m train synth)"
     assert "relabels" not in metrics and metrics["relabels_skipped"]
 
@@ -100,17 +106,41 @@ def test_metrics_equal_an_independent_computation_through_the_predictor(weights:
             assert image.format == "PNG" and min(image.size) > 200
 
 
-def test_calibration_stores_temperatures_without_changing_decisions(weights: Path, synth_data: Path) -> None:
+def independent_localization(predictor: Predictor, boxes: list, images: dict[str, Path]) -> dict:
+    """Wang's protocol on maps computed by hand: sum_c w_c A_c of each box's label, at the image's size."""
+    by_image: dict[str, dict[str, list]] = {}
+    for box in boxes:
+        by_image.setdefault(box.image, {}).setdefault(box.label, []).append((box.x, box.y, box.w, box.h))
+    cases = []
+    for name in sorted(by_image):
+        image = load_image(images[name])
+        with torch.no_grad():
+            features = predictor.model.forward_features(preprocess(image, predictor.config))[0]
+            weights = predictor.model.fc.weight.detach()
+        for label, truth in sorted(by_image[name].items()):
+            signed = torch.einsum("c,chw->hw", weights[predictor.labels.index(label)], features).numpy()
+            heatmap = upsample_map(signed, Letterbox(*image.shape))
+            cases.append(LocalizationCase(name, label, heatmap, tuple(truth)))
+    return json.loads(json.dumps(evaluate_localization(cases)))
+
+
+def test_calibration_stores_temperatures_and_biases_without_changing_decisions(weights: Path, synth_data: Path) -> None:
     before = load_config(weights)
-    metrics = run_evaluate(weights, synth_data, "--calibrate", "--update-config")
+    metrics = run_evaluate(weights, synth_data, "--calibrate", "--update-config", "--recarve-val", "0")
+    assert metrics["split_source"].endswith("validation re-carved on request: 0.1 of train_val patients, seed 0")
     after = load_config(weights)
-    scaling = metrics["temperature_scaling"]
+    scaling = metrics["calibration_fit"]
     assert list(after.temperatures) == [scaling["temperatures"][label] for label in after.labels]
-    assert after.temperatures != before.temperatures
-    # A threshold moves exactly where its temperature did (a threshold of 0.5, logit 0, would stay put).
+    assert list(after.biases) == [scaling["biases"][label] for label in after.labels]
+    assert list(after.thresholds) == [scaling["thresholds"][label] for label in after.labels]
+    assert after.temperatures != before.temperatures and after.biases != before.biases
+    # A threshold moves exactly where the scaling did.
     moved = [a != b for a, b in zip(after.thresholds, before.thresholds, strict=True)]
-    refit = [a != b for a, b in zip(after.temperatures, before.temperatures, strict=True)]
-    assert moved == [r and t != 0.5 for r, t in zip(refit, before.thresholds, strict=True)] and sum(moved) >= 5
+    refit = [
+        (t1, b1) != (t0, b0)
+        for t1, b1, t0, b0 in zip(after.temperatures, after.biases, before.temperatures, before.biases, strict=True)
+    ]
+    assert moved == refit and sum(moved) >= 5
     images = find_images(synth_data)
     test = [images[r.image] for r in official_split(synth_data).test]
     old = Predictor(make_model(SMALL, seed=1), device="cpu").predict_batch(test)
@@ -124,10 +154,18 @@ def test_without_update_config_the_weights_folder_is_untouched(weights: Path, sy
     config_bytes = (weights / "config.json").read_bytes()
     out = tmp_path / "elsewhere"
     argv = ["evaluate", "--weights", str(weights), "--data-dir", str(synth_data), "--workers", "0"]
-    assert train_main([*argv, "--bootstrap", "20", "--out", str(out), "--calibrate"]) == 0
+    assert train_main([*argv, "--bootstrap", "20", "--out", str(out), "--calibrate", "--recarve-val", "0"]) == 0
     assert (weights / "config.json").read_bytes() == config_bytes
     assert not (weights / "evaluation").exists()
     assert (out / "metrics.json").is_file() and (out / "report.md").is_file()
+
+
+def test_validation_is_never_re_carved_with_a_guessed_seed(weights: Path, synth_data: Path, capsys) -> None:
+    argv = ["evaluate", "--weights", str(weights), "--data-dir", str(synth_data), "--workers", "0"]
+    for needs_val in (["--calibrate"], ["--split", "val"]):
+        assert train_main([*argv, *needs_val]) == 2
+        assert "re-carving it with a guessed seed" in capsys.readouterr().err
+    assert not (weights / "evaluation").exists()
 
 
 def test_missing_images_and_bad_folders_give_one_clear_error(weights: Path, synth_data: Path, tmp_path, capsys) -> None:

@@ -45,7 +45,8 @@ def test_smoke_evaluation_on_real_nih_images_boxes_and_adjudicated_labels(nih_di
 
     present = {p.name for p in (nih_dir / "images").glob("*.png")}
     test = [name for name in (nih_dir / "test_list.txt").read_text().split() if name in present]
-    assert metrics["subset"] == {"n_evaluated": len(test), "n_in_split": 25596}
+    description = f"{len(test)} of the 25,596 official test images (test_list.txt)"
+    assert metrics["subset"] == {"used": len(test), "official": 25596, "description": description}
     assert metrics["n_images"] == len(test) == 13
     assert metrics["dataset"] == "NIH ChestX-ray14"
 
@@ -70,4 +71,4 @@ def test_smoke_evaluation_on_real_nih_images_boxes_and_adjudicated_labels(nih_di
     for m in metrics["per_label"].values():
         assert (m["auroc"] is None) == (m["n_positive"] in (0, len(test)))
     report = (weights / "evaluation" / "report.md").read_text()
-    assert "Smoke test on a subset: 13 of the 25,596 images" in report
+    assert "Evaluated on 13 of the 25,596 official test images (test_list.txt)**, not the whole test split" in report

@@ -7,9 +7,9 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from cxr.labels import CHESTXRAY8_LABELS, CHESTXRAY14_LABELS
-from train.bootstrap import BootstrapSettings
 from train.data import Record, find_data_entry, read_data_entry, read_split_list
-from train.relabels import Relabel, find_relabels, read_relabels, relabel_auroc
+from train.evaluation.bootstrap import BootstrapSettings
+from train.evaluation.relabels import Relabel, find_relabels, read_relabels, relabel_auroc
 
 
 def test_google_relabels_read_and_join_to_nih_test_images(shared_data) -> None:

@@ -4,34 +4,76 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from cxr.config import ModelConfig
 from cxr.labels import CHESTXRAY8_LABELS, CHESTXRAY14_LABELS
-from train.bootstrap import BootstrapSettings
-from train.evaluate import classification_metrics, evaluation_summary
-from train.published import CHEXNET_2017, PUBLISHED, WANG_2017
-from train.report import (
+from train.evaluation.bootstrap import BootstrapSettings
+from train.evaluation.evaluate import classification_metrics, evaluation_summary
+from train.evaluation.plots import plot_reliability, write_plots
+from train.evaluation.published import CHEXNET_2017, PUBLISHED, WANG_ARXIV, WANG_CVPR
+from train.evaluation.report import render_report
+from train.evaluation.subgroups import subgroup_auroc
+from train.evaluation.tables import (
     comparison_table,
     number,
     per_label_table,
     percent,
-    render_report,
     table,
     with_ci,
-    write_plots,
 )
-from train.subgroups import subgroup_auroc
+
+# What each source reports (issue 10 item 3): its label set, its mean AUROC and its split.
+SOURCES = {
+    "Wang et al. 2017 (CVPR, 8 labels)": (CHESTXRAY8_LABELS, 0.696, "CVPR 2017", "random image-level 70/10/20"),
+    "Wang et al. 2017 (arXiv, 14 labels)": (CHESTXRAY14_LABELS, 0.745, "arXiv:1705.02315, later revision", None),
+    "CheXNet (Rajpurkar et al. 2017)": (
+        CHESTXRAY14_LABELS,
+        0.841,
+        "arXiv:1711.05225, Table 2",
+        "patient-wise 70/10/20",
+    ),
+}
+# CheXNet's column of its Table 2, as transcribed in the READMEs of github.com/arnoweng/CheXNet and
+# github.com/jm12138/Paddle-CheXNet; the same table's "Wang et al." column (mean 0.738) is not our 0.745 row.
+CHEXNET_TABLE_2 = [0.8094, 0.9248, 0.8638, 0.7345, 0.8676, 0.7802, 0.7680, 0.8887, 0.7901, 0.8878, 0.9371, 0.8047]
+CHEXNET_TABLE_2 += [0.8062, 0.9164]
+CHEXNET_TABLE_2_WANG = [
+    0.716,
+    0.807,
+    0.784,
+    0.609,
+    0.706,
+    0.671,
+    0.633,
+    0.806,
+    0.708,
+    0.835,
+    0.815,
+    0.769,
+    0.708,
+    0.767,
+]
 
 
 @pytest.mark.parametrize("result", PUBLISHED, ids=lambda p: p.name)
-def test_published_per_label_values_reproduce_the_reported_means(result) -> None:
-    assert list(result.per_label) == list(CHESTXRAY14_LABELS)
-    assert np.mean(list(result.per_label.values())) == pytest.approx(result.mean_auroc, abs=5e-4)
+def test_each_published_row_matches_its_source(result) -> None:
+    labels, mean, source, split = SOURCES[result.name]
+    assert list(result.per_label) == list(labels)
+    assert result.mean_auroc == mean
+    assert np.mean(list(result.per_label.values())) == pytest.approx(mean, abs=5e-4)
+    assert source in result.citation + result.source
+    if split:  # a source that describes another split is marked as such; none claims the official one unchecked
+        assert split in result.split and "NOT the official" in result.split and result.official_split is False
+    else:
+        assert result.official_split is None
 
 
-def test_only_wang_is_on_the_official_split() -> None:
-    assert WANG_2017.official_split and not CHEXNET_2017.official_split
-    assert "NOT the official" in CHEXNET_2017.split
+def test_chexnet_column_equals_its_table_2_and_the_wang_row_is_not_cited_to_it() -> None:
+    assert list(CHEXNET_2017.per_label.values()) == CHEXNET_TABLE_2
+    assert np.mean(CHEXNET_TABLE_2_WANG) == pytest.approx(0.738, abs=5e-4)  # not the 0.745 row
+    assert "1711.05225" not in WANG_ARXIV.source and "1705.02315" in WANG_ARXIV.citation
+    assert WANG_CVPR.n_labels == 8 and "CVPR" in WANG_CVPR.citation and "CVPR" not in WANG_ARXIV.source
 
 
 def test_formatting_helpers() -> None:
@@ -77,10 +119,13 @@ def test_per_label_table_rows_carry_the_metrics(metrics) -> None:
 
 def test_comparison_table_means_and_split_note(metrics) -> None:
     text = comparison_table(metrics)
-    assert "**0.745**" in text and "**0.841**" in text
-    wang8 = np.mean([WANG_2017.per_label[label] for label in CHESTXRAY8_LABELS])
+    assert "**0.745**" in text and "**0.841**" in text and "**0.696**" in text
+    wang8 = np.mean([WANG_ARXIV.per_label[label] for label in CHESTXRAY8_LABELS])
     assert f"**{wang8:.3f}**" in text
-    assert "CheXNet (Rajpurkar et al. 2017) ¹" in text and "¹ CheXNet" in text
+    header = text.splitlines()[0]
+    assert "Wang et al. 2017 (arXiv, 14 labels) ¹" in header and "CheXNet (Rajpurkar et al. 2017) ³" in header
+    assert "³ CheXNet (Rajpurkar et al. 2017): DenseNet-121. Source: arXiv:1711.05225, Table 2" in text
+    assert "² Wang et al. 2017 (CVPR, 8 labels)" in text and "NOT the official patient-wise lists" in text
 
 
 def test_full_report_and_plots(metrics, tmp_path) -> None:
@@ -115,3 +160,21 @@ def test_a_chestxray8_model_has_one_mean_and_no_14_label_row() -> None:
     text = comparison_table(m)
     assert "Mean (14)" not in text and "Mean (ChestX-ray8 labels)" in text
     assert len(text.split("\n\n")[0].splitlines()) == 2 + 8 + 1
+
+
+def red_corner(path) -> float:
+    """Share of strongly red pixels in the bottom-right corner, where a synthetic-data plot is marked."""
+    with Image.open(path) as image:
+        rgb = np.asarray(image.convert("RGB"), dtype=int)
+    corner = rgb[-25:, -160:]
+    return float(((corner[..., 0] > 180) & (corner[..., 1] < 80) & (corner[..., 2] < 80)).mean())
+
+
+def test_plots_of_synthetic_data_say_so(metrics, tmp_path) -> None:
+    clean = {k: v for k, v in metrics.items() if k != "_arrays"}
+    synthetic = plot_reliability(clean, tmp_path)
+    assert red_corner(tmp_path / synthetic) > 0.02
+    real = tmp_path / "real"
+    real.mkdir()
+    plot_reliability({**clean, "dataset": "NIH ChestX-ray14"}, real)
+    assert red_corner(real / synthetic) == 0.0

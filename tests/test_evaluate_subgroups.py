@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from train.bootstrap import BootstrapSettings
 from train.data import Record
-from train.subgroups import age_band, subgroup_attributes, subgroup_auroc
+from train.evaluation.bootstrap import BootstrapSettings
+from train.evaluation.subgroups import age_band, subgroup_attributes, subgroup_auroc
 
 LABELS = ("Atelectasis", "Effusion", "Hernia")
 

@@ -22,9 +22,9 @@ from train.augment import Augmentation
 from train.cache import default_cache_dir
 from train.config import TrainError, make_config
 from train.data import find_images, label_matrix, official_split, read_split, records_by_name
+from train.evaluation.metrics import mean_auroc
 from train.export import CURVES_PLOT, METRICS_LOG, SPLIT_FILE, read_metrics_log
 from train.losses import batch_pos_weight, class_pos_weight
-from train.metrics import mean_auroc
 from train.train import fit, get_lr
 
 # -- recipes and options ---------------------------------------------------------------------------
@@ -33,7 +33,7 @@ from train.train import fit, get_lr
 def test_seed_recipe_is_the_original_report() -> None:
     cfg = make_config("seed", data_dir="nih")
     assert (cfg.optimizer, cfg.lr, cfg.batch_size, cfg.epochs, cfg.image_size) == ("adam", 1e-4, 16, 5, 512)
-    assert (cfg.pos_weight, cfg.schedule, cfg.warmup_epochs, cfg.weight_decay) == ("batch", "constant", 0.0, 0.0)
+    assert (cfg.pos_weight, cfg.schedule, cfg.warmup_epochs, cfg.weight_decay) == ("wang", "constant", 0.0, 0.0)
     assert (cfg.augment, cfg.hflip, cfg.normalize) == (False, False, "none")
     assert make_config("seed", data_dir="nih", epochs=2, labels="chestxray8").epochs == 2
 
@@ -214,7 +214,7 @@ def test_resume_refuses_changed_settings(trained: tuple[Path, Path], capsys: pyt
 
 
 def test_seed_recipe_runs_and_exports_unnormalised_input(tmp_path: Path) -> None:
-    """The seed recipe at test size: Adam, per-batch weighting, no mean/std (ToTensor), 8 labels."""
+    """The seed recipe at test size: Adam, Wang's per-batch weighted loss, no mean/std (ToTensor), 8 labels."""
     data = prepared_synth(tmp_path / "data", patients=40)
     code = train_cli.main(
         ["fit", "--recipe", "seed", "--data-dir", str(data), "--cache-dir", str(default_cache_dir(data, IMAGE_SIZE)),
@@ -228,7 +228,7 @@ def test_seed_recipe_runs_and_exports_unnormalised_input(tmp_path: Path) -> None
     training = config.metadata["training"]
     assert training["recipe"] == "seed"
     hyper = training["hyperparameters"]
-    assert (hyper["optimizer"], hyper["lr"], hyper["batch_size"], hyper["pos_weight"]) == ("adam", 1e-4, 16, "batch")
+    assert (hyper["optimizer"], hyper["lr"], hyper["batch_size"], hyper["pos_weight"]) == ("adam", 1e-4, 16, "wang")
     assert hyper["augment"] is False and hyper["schedule"] == "constant"
 
 

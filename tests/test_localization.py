@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from train.localization import (
+from train.evaluation.localization import (
+    OVERLAP_GRIDS,
     LocalizationCase,
     boxes_from_heatmap,
     evaluate_localization,
@@ -93,7 +94,9 @@ def test_evaluate_localization_aggregates_per_label_and_pooled() -> None:
         LocalizationCase("b.png", "Mass", bad, (box,)),
         LocalizationCase("c.png", "Nodule", good, (box, (45.0, 45.0, 5.0, 5.0))),  # second box missed
     ]
-    result = evaluate_localization(iter(cases), region_thresholds=(60,), overlap_thresholds=(0.1, 0.5))
+    result = evaluate_localization(
+        iter(cases), region_thresholds=(60,), overlap_grids={"iobb": (0.1, 0.5), "iou": (0.1, 0.5)}
+    )
     mass, nodule, pooled = result["per_label"]["Mass"], result["per_label"]["Nodule"], result["all"]
     assert (mass["n_images"], mass["n_boxes"], nodule["n_boxes"], pooled["n_boxes"]) == (2, 2, 2, 4)
     assert mass["iobb"]["60"]["accuracy"] == [0.5, 0.5]
@@ -105,4 +108,28 @@ def test_evaluate_localization_aggregates_per_label_and_pooled() -> None:
     # Pointing game: a hit, a miss, and a hit (the peak lies in the first Nodule box).
     assert mass["pointing_game"] == 0.5 and nodule["pointing_game"] == 1.0
     assert pooled["pointing_game"] == pytest.approx(2 / 3)
-    assert result["protocol"]["overlap_thresholds"] == [0.1, 0.5]
+    assert result["protocol"]["overlap_thresholds"] == {"iobb": [0.1, 0.5], "iou": [0.1, 0.5]}
+
+
+def test_wangs_iobb_grid_on_a_signed_map_known_answer() -> None:
+    """Issue 10 item 4: a hand-made signed map, three truth boxes, exact accuracies on T(IoBB) = 0.1 ... 0.9."""
+    assert OVERLAP_GRIDS["iobb"] == (0.1, 0.25, 0.5, 0.75, 0.9)
+    # Signed map: background -3, a finding blob +3 at (20, 20, 20, 10), a weakly negative patch -0.6.
+    # Min-max to [0, 255]: background 0, blob 255, patch (2.4 / 6) * 255 = 102.
+    signed = blob_map((100, 100), [(0, 0, 100, 100, -3.0), (20, 20, 20, 10, 3.0), (70, 70, 10, 10, -0.6)])
+    truths = {
+        "exact": (20.0, 20.0, 20.0, 10.0),  # IoBB 200/200 = 1.0: localized at every T
+        "shorter": (20.0, 20.0, 20.0, 8.0),  # IoBB 160/200 = 0.8: not at 0.9
+        "half": (30.0, 20.0, 30.0, 10.0),  # IoBB 100/200 = 0.5: only at 0.1 and 0.25 (overlap must exceed T)
+    }
+    cases = [LocalizationCase(name, "Mass", signed, (box,)) for name, box in truths.items()]
+    result = evaluate_localization(cases)
+    assert result["protocol"]["overlap_thresholds"]["iobb"] == [0.1, 0.25, 0.5, 0.75, 0.9]
+    assert result["all"]["iobb"]["180"]["accuracy"] == pytest.approx([1, 1, 2 / 3, 2 / 3, 1 / 3])
+    assert result["all"]["iobb"]["180"]["afp"] == pytest.approx([0, 0, 1 / 3, 1 / 3, 2 / 3])
+    # At region threshold 60 the weakly negative patch (102) is a region of the signed map: one more false
+    # positive per image. The ReLU'd map (Grad-CAM) would have flattened it to 0 and drawn no box there.
+    assert result["all"]["iobb"]["60"]["afp"] == pytest.approx([1, 1, 4 / 3, 4 / 3, 5 / 3])
+    relu = evaluate_localization([LocalizationCase(c.image, c.label, np.maximum(c.heatmap, 0), c.boxes) for c in cases])
+    assert relu["all"]["iobb"]["60"]["afp"] == pytest.approx([0, 0, 1 / 3, 1 / 3, 2 / 3])
+    assert len(result["all"]["iou"]["180"]["accuracy"]) == len(OVERLAP_GRIDS["iou"]) == 7

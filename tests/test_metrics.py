@@ -1,4 +1,4 @@
-"""train.metrics against scikit-learn, one label at a time, on data with ties and degenerate labels."""
+"""train.evaluation.metrics against scikit-learn, one label at a time, on data with ties and degenerate labels."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from train.metrics import (
+from train.evaluation.metrics import (
     choose_thresholds,
     f1_optimal_threshold,
     mean_auroc,

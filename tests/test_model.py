@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -49,9 +50,17 @@ def test_shapes_through_features_head_and_forward() -> None:
 
 
 def test_chestxray8_model_has_eight_outputs() -> None:
-    model = make_model(TINY_CONFIG.replace(labels=CHESTXRAY8_LABELS, thresholds=(), temperatures=()))
+    model = make_model(TINY_CONFIG.replace(labels=CHESTXRAY8_LABELS, thresholds=(), temperatures=(), biases=()))
     assert model(torch.randn(1, 3, 128, 128)).shape == (1, 8)
-    assert model.config.thresholds == (0.5,) * 8
+    assert model.config.thresholds == (0.5,) * 8 and model.config.biases == (0.0,) * 8
+
+
+def test_a_config_written_before_biases_existed_loads_with_zero_biases(tmp_path) -> None:
+    data = TINY_CONFIG.replace(temperatures=(2.0,) * 14).to_dict()
+    del data["biases"]
+    (tmp_path / "config.json").write_text(json.dumps(data))
+    loaded = ModelConfig.load(tmp_path / "config.json")
+    assert loaded.biases == (0.0,) * 14 and loaded.temperatures == (2.0,) * 14
 
 
 def test_lse_pool_equals_timm_lse_when_eps_is_zero() -> None:
@@ -96,6 +105,8 @@ def test_building_never_touches_the_network(monkeypatch) -> None:
         ({"thresholds": (0.5,) * 3}, "thresholds"),
         ({"thresholds": (1.5,) * 14}, "thresholds"),
         ({"temperatures": (0.0,) * 14}, "temperatures"),
+        ({"biases": (0.0,) * 13}, "biases"),
+        ({"biases": (float("inf"),) * 14}, "biases"),
         ({"std": (0.2, 0.0, 0.2)}, "std"),
         ({"lse_r": -1.0}, "lse_r"),
     ],

@@ -1,4 +1,4 @@
-"""Predictor: probabilities, thresholds, temperatures, maps and overlays, single and batched."""
+"""Predictor: probabilities (bias and temperature), thresholds, maps and overlays, single and batched."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import torch
 
 from cxr.cam import normalize_maps, upsample_map
 from cxr.io import load_image
+from cxr.model import CXRNet
 from cxr.predictor import Predictor
 from cxr.preprocess import Letterbox, preprocess
 from tests.conftest import NIH_512, NON_NIH_JPEG, TINY_CONFIG, make_model
@@ -16,16 +17,19 @@ from tests.conftest import NIH_512, NON_NIH_JPEG, TINY_CONFIG, make_model
 @pytest.fixture(scope="module")
 def predictor() -> Predictor:
     config = TINY_CONFIG.replace(
-        thresholds=tuple(np.linspace(0.3, 0.7, 14)), temperatures=tuple(np.linspace(0.5, 2.0, 14))
+        thresholds=tuple(np.linspace(0.3, 0.7, 14)),
+        temperatures=tuple(np.linspace(0.5, 2.0, 14)),
+        biases=tuple(np.linspace(-1.5, 1.0, 14)),
     )
     return Predictor(make_model(config, seed=5), device="cpu")
 
 
-def test_probabilities_are_the_temperature_scaled_sigmoid(predictor: Predictor) -> None:
+def test_probabilities_add_the_bias_then_divide_by_the_temperature(predictor: Predictor) -> None:
     prediction = predictor.predict(NIH_512[0])
     with torch.no_grad():
-        logits = predictor.model(preprocess(load_image(NIH_512[0]), predictor.config))[0]
-    expected = torch.sigmoid(logits / torch.tensor(predictor.config.temperatures)).numpy()
+        logits = predictor.model(preprocess(load_image(NIH_512[0]), predictor.config))[0].double().numpy()
+    config = predictor.config
+    expected = 1 / (1 + np.exp(-(logits + np.array(config.biases)) / np.array(config.temperatures)))
     np.testing.assert_allclose(prediction.probabilities, expected, rtol=1e-5)
     assert list(prediction.probability_by_label) == list(predictor.labels)
 
@@ -79,12 +83,21 @@ def test_unknown_label_is_a_clear_key_error(predictor: Predictor) -> None:
         predictor.predict(NIH_512[0]).heatmap("Covid")
 
 
+def spread_model(seed: int) -> CXRNet:
+    """A random model whose logits span several units (random fc weights give probabilities near 0.5 only)."""
+    model = make_model(seed=seed)
+    with torch.no_grad():
+        model.fc.weight.mul_(60.0)
+    return model
+
+
 def test_channels_last_and_bf16_stay_close_to_fp32() -> None:
-    model = make_model(seed=6)
+    model = spread_model(seed=6)
     reference = Predictor(model).predict(NIH_512[0])
-    fast_layout = Predictor(make_model(seed=6), channels_last=True).predict(NIH_512[0])
+    assert np.ptp(reference.probabilities) > 0.5  # a real spread, so a precision error cannot hide near 0.5
+    fast_layout = Predictor(spread_model(seed=6), channels_last=True).predict(NIH_512[0])
     np.testing.assert_allclose(fast_layout.probabilities, reference.probabilities, atol=1e-5)
-    bf16 = Predictor(make_model(seed=6), precision="bf16").predict(NIH_512[0])
-    np.testing.assert_allclose(bf16.probabilities, reference.probabilities, atol=0.01)
+    bf16 = Predictor(spread_model(seed=6), precision="bf16").predict(NIH_512[0])
+    np.testing.assert_allclose(bf16.probabilities, reference.probabilities, atol=0.02)
     with pytest.raises(ValueError, match="precision"):
         Predictor(model, precision="fp8")

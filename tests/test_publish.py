@@ -18,6 +18,8 @@ from cxr.weights import WEIGHTS_FILE, load_config, load_model, save_model, sha25
 from tests.conftest import ROOT, make_model
 from tests.hub_standin import HubStandIn
 from train.__main__ import main as train_main
+from train.evaluation.publish import CARD_TEMPLATE, PublishError, base_model
+from train.evaluation.publish import stage as stage_folder
 from train.synth import SynthConfig, generate
 
 pytestmark = pytest.mark.slow  # the module fixture trains and evaluates a small model (about a minute)
@@ -126,12 +128,19 @@ def test_upload_end_to_end_against_a_local_hub_and_load_back_at_the_printed_comm
             metrics = json.loads((trained / "evaluation" / "metrics.json").read_text())
             assert sha == sha256_of(trained / WEIGHTS_FILE) and mean == metrics["mean_auroc"]
 
-        # Publishing again adds a second commit on top; the existing repo is reused.
+        assert 'Predictor.from_pretrained("cxr-test/tiny", revision="v0.1.0")' in commit.files["README.md"].decode()
+
+        # Publishing again without a tag reuses the repo: the weights commit, then the card pinning its hash.
         again = run_publish(
             "--weights", str(trained), "--repo-id", "cxr-test/tiny", endpoint=hub.endpoint, home=tmp_path
         )
         assert again.returncode == 0, again.stderr
-        assert len(repo.commits) == 2 and repo.branches["main"] == repo.commits[1].oid
+        weights_commit, card_commit = repo.commits[1], repo.commits[2]
+        assert len(repo.commits) == 3 and repo.branches["main"] == card_commit.oid
+        assert f"CXR_MODEL_REVISION={weights_commit.oid}" in again.stdout
+        card = card_commit.files["README.md"].decode()
+        assert f'Predictor.from_pretrained("cxr-test/tiny", revision="{weights_commit.oid}")' in card
+        assert card_commit.files[WEIGHTS_FILE] == weights_commit.files[WEIGHTS_FILE]
 
 
 def test_upload_errors_are_one_clear_line(trained: Path, tmp_path) -> None:
@@ -164,9 +173,64 @@ def test_refuses_untrained_unevaluated_and_foreign_metrics(trained: Path, tmp_pa
     (bare / "evaluation").mkdir()
     (bare / "evaluation" / "metrics.json").write_bytes((trained / "evaluation" / "metrics.json").read_bytes())
     assert "computed for other weights" in publish(bare)
-    smoke = tmp_path / "smoke"
-    shutil.copytree(trained, smoke)
-    metrics = json.loads((smoke / "evaluation" / "metrics.json").read_text())
-    metrics["subset"] = {"n_evaluated": 3, "n_in_split": metrics["n_images"]}
-    (smoke / "evaluation" / "metrics.json").write_text(json.dumps(metrics))
-    assert "--available-only smoke test" in publish(smoke)
+    assert "split; the card's headline must be the test split" in publish(altered(trained, tmp_path, split="val"))
+    calibrated_elsewhere = altered(trained, tmp_path, per_label={"Mass": {"temperature": 1.7}})
+    assert "Mass temperature 1.7 but config.json serves 1.0" in publish(calibrated_elsewhere)
+    assert "--update-config" in publish(calibrated_elsewhere)
+    biased_elsewhere = altered(trained, tmp_path, per_label={"Edema": {"bias": -0.4}})
+    assert "Edema bias -0.4 but config.json serves 0.0" in publish(biased_elsewhere)
+    old_smoke = altered(trained, tmp_path, subset={"n_evaluated": 3, "n_in_split": 25596})
+    assert "does not record which images" in publish(old_smoke)
+
+
+def altered(trained: Path, tmp_path: Path, per_label: dict | None = None, **changes) -> Path:
+    """A copy of the trained folder whose metrics.json has ``changes`` (and per-label ``per_label``) applied."""
+    folder = tmp_path / f"altered-{len(list(tmp_path.glob('altered-*')))}"
+    shutil.copytree(trained, folder)
+    metrics = json.loads((folder / "evaluation" / "metrics.json").read_text())
+    metrics.update(changes)
+    for label, values in (per_label or {}).items():
+        metrics["per_label"][label].update(values)
+    (folder / "evaluation" / "metrics.json").write_text(json.dumps(metrics))
+    return folder
+
+
+SUBSET = {"used": 106, "official": 25596, "description": "106 of the 25,596 official test images (test_list.txt)"}
+
+
+def test_a_subset_evaluation_is_stated_on_the_card_and_needs_a_flag_to_upload(trained: Path, tmp_path, capsys) -> None:
+    subset = altered(trained, tmp_path, subset=SUBSET)
+    stage = tmp_path / "stage"
+    assert train_main(["publish", "--weights", str(subset), "--dry-run", "--stage", str(stage)]) == 0
+    text = ModelCard.load(stage / "README.md").text
+    assert "Evaluated on 106 of the 25,596 official test images" in text
+    assert "evaluated on 106 of the 25,596 official test images (test_list.txt) only |" in text  # the table row
+    assert json.loads((stage / "config.json").read_text())["metadata"]["evaluation"]["subset"] == SUBSET["description"]
+    # A template that drops the statement is refused rather than published silently.
+    template = tmp_path / "card.md"
+    template.write_text(CARD_TEMPLATE.read_text().replace("{{ subset_note }}", "").replace("{{ evaluated_on }}", "x"))
+    with pytest.raises(PublishError, match="does not state that only 106 of the 25,596"):
+        stage_folder(subset, subset / "evaluation", tmp_path / "stage2", repo_id=None, revision=None, template=template)
+    # The upload itself needs --allow-subset (checked before any network access).
+    refused = run_publish("--weights", str(subset), "--repo-id", "o/n", endpoint="http://127.0.0.1:9", home=tmp_path)
+    assert refused.returncode == 2 and "--allow-subset" in refused.stderr
+
+
+def test_card_says_how_to_install_and_load_and_what_the_trunk_started_from(trained: Path, tmp_path) -> None:
+    stage = tmp_path / "stage"
+    assert train_main(["publish", "--weights", str(trained), "--dry-run", "--stage", str(stage)]) == 0
+    card = ModelCard.load(stage / "README.md")
+    assert card.data.library_name == "cxr"
+    assert card.data.base_model is None  # trained with --no-pretrained: no base model is claimed
+    assert "trained from scratch (random initialisation): there is no base model" in card.text
+    assert 'pip install "cxr @ git+https://github.com/cxr-project/cxr"' in card.text
+    assert "<https://github.com/cxr-project/cxr>" in card.text
+    assert "<commit hash" not in card.text and 'Predictor.from_pretrained("path/to/this/folder")' in card.text
+    assert card.data.model_name == "weights"  # no repo id: named after the folder
+
+
+def test_base_model_is_timms_pretrained_weights_of_the_trunk(trained: Path) -> None:
+    config = load_config(trained)
+    pretrained = config.replace(metadata={**config.metadata, "training": {"pretrained_trunk": True}})
+    assert base_model(pretrained) == "timm/resnet18.a1_in1k"
+    assert base_model(config.replace(metadata={})) is None

@@ -53,7 +53,10 @@ def _break_config(folder: Path, **changes) -> None:
         (lambda f: (f / WEIGHTS_FILE).unlink(), "model.safetensors missing"),
         (lambda f: (f / CONFIG_FILE).unlink(), "config.json missing"),
         (lambda f: (f / CONFIG_FILE).write_text("{not json"), "not readable JSON"),
-        (lambda f: _break_config(f, labels=list(CHESTXRAY8_LABELS), thresholds=[], temperatures=[]), r"\(8, 1024\)"),
+        (
+            lambda f: _break_config(f, labels=list(CHESTXRAY8_LABELS), thresholds=[], temperatures=[], biases=[]),
+            r"\(8, 1024\)",
+        ),
         (lambda f: _break_config(f, trunk="resnet34"), "does not fit its config.json"),
         (lambda f: _break_config(f, trunk="no_such_net"), "Unknown timm trunk"),
         (lambda f: _break_config(f, image_size=100), "multiple of 32"),

@@ -14,8 +14,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("train.synth", "write a small synthetic dataset in the NIH layout"),
     "prepare": ("train.prepare", "decode and resize every image once into a uint8 cache"),
     "fit": ("train.fit_cli", "train and export the best epoch as a weights folder"),
-    "evaluate": ("train.evaluate", "metrics, calibration, subgroups and localization on a split"),
-    "publish": ("train.publish", "write the model card and upload a weights folder to the Hub"),
+    "evaluate": ("train.evaluation.evaluate", "metrics, calibration, subgroups and localization on a split"),
+    "publish": ("train.evaluation.publish", "write the model card and upload a weights folder to the Hub"),
     "starter": ("train.starter", "the validation sweep that made the bundled starter model (one GPU)"),
 }
 

@@ -39,10 +39,12 @@ class TrainConfig:
     warmup_epochs: float = 1.0  # linear warm-up from lr/steps to lr
     schedule: str = "cosine"  # cosine (down to min_lr_ratio * lr) or constant
     min_lr_ratio: float = 0.01  # final learning rate of the cosine schedule, relative to lr
-    pos_weight: str = "class-sqrt"  # class-sqrt: sqrt(#neg/#pos) per label; batch: #neg/#pos per batch; none
+    pos_weight: str = "class-sqrt"  # class-sqrt: sqrt(#neg/#pos) per label; batch: #neg/#pos per batch;
+    # wang: Wang et al.'s beta_P / beta_N weighted cross-entropy, per batch; none
     augment: bool = True  # mild rotation/zoom/shift and brightness/contrast/gamma jitter
     hflip: bool = False  # left-right flips: off, they turn normal anatomy into dextrocardia
-    normalize: str = "imagenet"  # imagenet: the trunk's mean/std; none: plain [0, 1] (ToTensor)
+    normalize: str = "imagenet"  # imagenet: the trunk's mean/std; none: plain [0, 1] (ToTensor), only
+    # without a pretrained trunk: ImageNet weights always get the mean/std they were trained with
     # system
     seed: int = 0  # model init, validation patients, sampling order, augmentation
     device: str = "auto"  # auto (CUDA when available), cuda or cpu
@@ -68,7 +70,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "epochs": 5,
         "warmup_epochs": 0.0,
         "schedule": "constant",
-        "pos_weight": "batch",
+        "pos_weight": "wang",
         "augment": False,
         "hflip": False,
         "normalize": "none",
@@ -86,7 +88,7 @@ CHOICES = {
     "labels": tuple(LABEL_SETS),
     "optimizer": ("adamw", "adam"),
     "schedule": ("cosine", "constant"),
-    "pos_weight": ("class-sqrt", "batch", "none"),
+    "pos_weight": ("class-sqrt", "batch", "wang", "none"),
     "normalize": tuple(NORMALIZATION),
     "precision": ("auto", "fp32", "bf16", "fp16"),
 }

@@ -6,17 +6,18 @@ import contextlib
 
 import numpy as np
 import torch
-from torch import nn
 from torch.utils.data import DataLoader, Subset
 
+from cxr.cam import head_logits
 from cxr.config import ModelConfig
+from cxr.model import CXRNet
 from train.dataset import CachedDataset, to_model_input
 from train.distributed import World, gather_rows
 
 
 @torch.inference_mode()
 def predict_logits(
-    model: nn.Module,
+    model: CXRNet,
     dataset: CachedDataset,
     config: ModelConfig,
     *,
@@ -28,6 +29,9 @@ def predict_logits(
     world: World | None = None,
 ) -> np.ndarray:
     """(N, K) float32 logits for every item of ``dataset``, in dataset order.
+
+    The trunk runs under ``amp_dtype`` autocast; the head runs in float32 through the function the
+    predictor uses (:func:`cxr.cam.head_logits`), so validation picks thresholds on served numbers.
 
     Under DDP each rank predicts every ``world.size``-th item and the shares are gathered, so every
     rank returns the full array. The model is put in eval mode and restored afterwards.
@@ -42,7 +46,8 @@ def predict_logits(
     for images, _, index in loader:
         x = to_model_input(images.to(device, non_blocking=True), config, memory_format=memory_format)
         with autocast:
-            logits.append(model(x).float().cpu())
+            features = model.forward_features(x)
+        logits.append(head_logits(model, features).cpu())  # the serving head, in float32 (cxr.cam)
         rows.append(index)
     model.train(was_training)
     k = config.num_labels

@@ -36,7 +36,7 @@ from tqdm import tqdm
 
 from cxr.config import ModelConfig
 from cxr.labels import label_set
-from cxr.model import CXRNet, create_trunk
+from cxr.model import CXRNet, create_trunk, pretrained_mean_std
 from train import checkpoint as ckpt
 from train import distributed, memory
 from train.archives import images_at_hand
@@ -47,7 +47,7 @@ from train.data import dataset_name, official_split, write_split
 from train.dataset import CachedDataset, to_model_input
 from train.export import SPLIT_FILE
 from train.inference import predict_logits
-from train.losses import batch_pos_weight, class_pos_weight
+from train.losses import batch_pos_weight, class_pos_weight, wang_betas, wang_weighted_bce
 from train.prepare import prepare_command
 from train.runs import latest_state, run_config, write_run_config
 from train.validation import auroc_text, epoch_line, epoch_record, score, sync_exports
@@ -112,7 +112,7 @@ def _fit(cfg: TrainConfig, resume: bool, world: distributed.World, device: torch
     class_weight = class_pos_weight(train_set.targets).to(device) if cfg.pos_weight == "class-sqrt" else None
 
     # -- model and optimizer ----------------------------------------------------------------------
-    normalization = NORMALIZATION[cfg.normalize]
+    normalization = pretrained_mean_std(cfg.trunk) if cfg.pretrained else NORMALIZATION[cfg.normalize]
     model_config = ModelConfig(labels=labels, trunk=cfg.trunk, image_size=cfg.image_size, **normalization)
     model = CXRNet(model_config)
     if cfg.pretrained and state is None:
@@ -186,6 +186,7 @@ def _fit(cfg: TrainConfig, resume: bool, world: distributed.World, device: torch
             jitter = (augmentation, augmentation.sample(rows, epoch, cfg.seed)) if augmentation else None
             x = to_model_input(images, model_config, jitter, memory_format)
             pos_weight = batch_pos_weight(targets, world) if cfg.pos_weight == "batch" else class_weight
+            betas = wang_betas(targets, world) if cfg.pos_weight == "wang" else None  # over the whole batch
             # Micro-batches are interleaved (every accum_steps-th image), so accumulating A of them sees
             # the very images that A DDP ranks would: runs compare across process counts.
             for micro in range(cfg.accum_steps):
@@ -195,7 +196,10 @@ def _fit(cfg: TrainConfig, resume: bool, world: distributed.World, device: torch
                 with no_sync:  # DDP averages gradients over ranks once, after the last micro-batch
                     with _autocast(device, amp_dtype):
                         logits = train_model(x[chunk])
-                    loss = F.binary_cross_entropy_with_logits(logits.float(), targets[chunk], pos_weight=pos_weight)
+                    if betas is None:
+                        loss = F.binary_cross_entropy_with_logits(logits.float(), targets[chunk], pos_weight=pos_weight)
+                    else:
+                        loss = wang_weighted_bce(logits.float(), targets[chunk], *betas)
                     scaler.scale(loss / cfg.accum_steps).backward()
                 loss_sum += loss.detach() / cfg.accum_steps
             scaler.step(optimizer)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from train.metrics import per_label_auroc
+from train.evaluation.metrics import per_label_auroc
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from train.bootstrap import BootstrapSettings, auroc_with_intervals
 from train.data import Record
-from train.metrics import json_number
+from train.evaluation.bootstrap import BootstrapSettings, auroc_with_intervals
+from train.evaluation.metrics import json_number
 
 # (lowest age, highest age, name); NIH ages are whole years.
 AGE_BANDS: tuple[tuple[int, int, str], ...] = (

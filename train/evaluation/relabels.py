@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from train.bootstrap import BootstrapSettings, auroc_with_intervals
 from train.data import Record
-from train.metrics import json_number
+from train.evaluation.bootstrap import BootstrapSettings, auroc_with_intervals
+from train.evaluation.metrics import json_number
 
 RELABEL_FILES = ("google2019_nih-chest-xray-labels.csv.gz", "google2019_nih-chest-xray-labels.csv")
 FINDING_OUTPUTS: dict[str, tuple[str, ...]] = {

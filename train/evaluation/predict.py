@@ -2,8 +2,9 @@
 
 Inputs take the app's road: files are decoded by :func:`cxr.io.load_image` and letterboxed by
 :func:`cxr.preprocess.fit_to_square`; a prepared cache holds exactly that, rounded to 8 bits (as
-training saw it). Logits and every label's map come from one forward pass
-(:func:`cxr.cam.logits_and_grad_cams`).
+training saw it). Logits (the served float32 head, :func:`cxr.cam.head_logits`) and every label's
+signed class activation map (Wang et al.'s localization map, :func:`cxr.cam.class_activation_maps`)
+come from one forward pass.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from cxr.cam import logits_and_grad_cams
+from cxr.cam import class_activation_maps, head_logits
 from cxr.io import load_image
 from cxr.model import CXRNet
 from cxr.predictor import precision_context
@@ -46,7 +47,7 @@ class SplitPredictions:
     """What the model said about each record of a split, in record order."""
 
     logits: np.ndarray  # (N, K) float32
-    maps: dict[str, np.ndarray]  # image name -> (K, h, w) raw Grad-CAM maps, for the images asked for
+    maps: dict[str, np.ndarray]  # image name -> (K, h, w) signed class activation maps, for the images asked for
 
 
 def predict_records(
@@ -68,7 +69,8 @@ def predict_records(
         records: the images to run, in the order results are returned.
         images: image name -> file, used when no cache is given.
         cache: a prepared cache holding every record at the model's image size.
-        keep_maps: names of images whose Grad-CAM maps are returned (e.g. those with boxes).
+        keep_maps: names of images whose signed maps are returned (e.g. those with boxes); their ReLU is
+            the Grad-CAM the app shows.
         batch_size, workers: DataLoader settings.
         precision: "fp32" or "bf16" (autocast; logits and maps are computed in float32 regardless).
         description: progress-bar label.
@@ -91,10 +93,12 @@ def predict_records(
             pixels = pixels.to(device, non_blocking=True)
             x = to_model_input(pixels, config) if cache is not None else normalize(pixels, config)
             with precision_context(device, precision):
-                batch_logits, batch_maps = logits_and_grad_cams(model, x)
-            logits[index.numpy()] = batch_logits.float().cpu().numpy()
-            for row, i in enumerate(index.tolist()):
-                if records[i].image in keep_maps:
-                    maps[records[i].image] = batch_maps[row].float().cpu().numpy()
+                features = model.forward_features(x)
+            logits[index.numpy()] = head_logits(model, features).cpu().numpy()
+            kept = [row for row, i in enumerate(index.tolist()) if records[i].image in keep_maps]
+            if kept:
+                batch_maps = class_activation_maps(model, features[kept]).cpu().numpy()
+                for row, signed in zip(kept, batch_maps, strict=True):
+                    maps[records[index[row]].image] = signed
             bar.update(len(index))
     return SplitPredictions(logits, maps)

@@ -30,38 +30,36 @@ from cxr.config import ModelConfig
 from cxr.labels import CHESTXRAY8_LABELS
 from cxr.preprocess import Letterbox
 from cxr.weights import CONFIG_FILE, WEIGHTS_FILE, WeightsError, load_model, sha256_of
-from train import calibration
-from train.bootstrap import BootstrapSettings, auroc_with_intervals
 from train.cache import CacheError, ImageCache, default_cache_dir
 from train.data import (
     BBOX_LIST,
+    TEST_LIST,
     Box,
     DataError,
     Record,
     Split,
     dataset_name,
-    find_data_entry,
     find_images,
     label_matrix,
-    official_split,
     read_bbox_list,
-    read_data_entry,
-    read_split,
-    records_by_name,
+    read_split_list,
 )
-from train.localization import LocalizationCase, evaluate_localization
-from train.metrics import json_number, operating_point_metrics, per_label_auprc, prevalence
-from train.predict import predict_records
-from train.published import PUBLISHED
-from train.relabels import find_relabels, read_relabels, relabel_auroc
-from train.report import write_plots, write_report
-from train.subgroups import subgroup_attributes, subgroup_auroc
+from train.evaluation import calibration
+from train.evaluation.bootstrap import BootstrapSettings, auroc_with_intervals
+from train.evaluation.localization import LocalizationCase, evaluate_localization
+from train.evaluation.metrics import json_number, operating_point_metrics, per_label_auprc, prevalence
+from train.evaluation.plots import write_plots
+from train.evaluation.predict import predict_records
+from train.evaluation.published import PUBLISHED
+from train.evaluation.relabels import find_relabels, read_relabels, relabel_auroc
+from train.evaluation.report import write_report
+from train.evaluation.splits import load_split
+from train.evaluation.subgroups import subgroup_attributes, subgroup_auroc
 
 METRICS_FORMAT = 1
 METRICS_FILE = "metrics.json"
 PREDICTIONS_FILE = "predictions.csv"
 EVALUATION_DIR = "evaluation"
-SPLIT_FILE = "split.json"
 CALIBRATION_BINS = 10
 
 
@@ -77,11 +75,11 @@ def classification_metrics(
 ) -> dict[str, Any]:
     """AUROC (CI), AUPRC, prevalence, operating point and calibration per label, and the means.
 
-    Probabilities are ``sigmoid(logit / T)`` with the config's temperatures, and decisions use the
-    config's per-label thresholds: exactly what the app shows for the same weights.
+    Probabilities are ``sigmoid((logit + bias) / T)`` with the config's biases and temperatures, and
+    decisions use the config's per-label thresholds: exactly what the app shows for the same weights.
     """
     labels = list(config.labels)
-    probability = calibration.probabilities(logits, config.temperatures)
+    probability = calibration.probabilities(logits, calibration.Scaling.of(config))
     subsets = {
         "all": list(range(len(labels))),
         "chestxray8": [labels.index(label) for label in CHESTXRAY8_LABELS if label in labels],
@@ -100,6 +98,7 @@ def classification_metrics(
             "mean_probability": [json_number(v) for v in bins.mean_probability],
             "fraction_positive": [json_number(v) for v in bins.fraction_positive],
         }
+        slope, intercept = calibration.calibration_slope_intercept(y_true[:, k], probability[:, k])
         per_label[label] = {
             "n_positive": int(y_true[:, k].sum()),
             "prevalence": float(share[k]),
@@ -108,9 +107,16 @@ def classification_metrics(
             "auprc": json_number(auprc[k]),
             "threshold": config.thresholds[k],
             "temperature": config.temperatures[k],
+            "bias": config.biases[k],
             **{key: json_number(operating[key][k]) for key in ("sensitivity", "specificity", "ppv", "npv", "f1")},
             "confusion": {key: int(operating[key][k]) for key in ("tp", "fp", "tn", "fn")},
+            "mean_probability": float(probability[:, k].mean()),
             "ece": bins.ece,
+            "ece_equal_mass": calibration.expected_calibration_error(
+                y_true[:, k], probability[:, k], CALIBRATION_BINS, "mass"
+            ),
+            "calibration_slope": json_number(slope),
+            "calibration_intercept": json_number(intercept),
             "brier": calibration.brier_score(y_true[:, k], probability[:, k]),
         }
     return {
@@ -123,32 +129,32 @@ def classification_metrics(
         "mean_auroc_chestxray8_ci": [json_number(v) for v in aurocs.means_ci["chestxray8"]],
         "per_label": per_label,
         "calibration": {
+            "method": "sigmoid((logit + bias) / temperature) per label (Platt scaling)",
             "n_bins": CALIBRATION_BINS,
             "mean_ece": float(np.mean([m["ece"] for m in per_label.values()])),
+            "mean_ece_equal_mass": float(np.mean([m["ece_equal_mass"] for m in per_label.values()])),
             "mean_brier": float(np.mean([m["brier"] for m in per_label.values()])),
             "reliability": reliability,
         },
     }
 
 
-def fit_temperature_scaling(
-    config: ModelConfig, val_logits: np.ndarray, val_true: np.ndarray
-) -> tuple[ModelConfig, dict[str, Any]]:
-    """Fit per-label temperatures on validation; return the new config and what changed.
+def fit_calibration(config: ModelConfig, val_logits: np.ndarray, val_true: np.ndarray) -> tuple[ModelConfig, dict]:
+    """Fit per-label temperatures and biases on validation; return the new config and what changed.
 
-    Thresholds are converted along with the temperatures, so every decision stays the same.
+    Thresholds are converted along with them, so every decision stays the same.
     """
-    old_t = np.asarray(config.temperatures)
-    new_t = calibration.fit_temperatures(val_logits, val_true)
-    thresholds = calibration.convert_thresholds(np.asarray(config.thresholds), old_t, new_t)
-    calibrated = config.replace(temperatures=tuple(new_t.tolist()), thresholds=tuple(thresholds.tolist()))
+    fitted = calibration.fit_scaling(val_logits, val_true)
+    calibrated = fitted.apply_to(config)
     return calibrated, {
+        "method": "Platt scaling: per-label temperature and bias, sigmoid((logit + bias) / temperature)",
         "fitted_on": "val",
         "n_images": len(val_true),
-        "temperatures": dict(zip(config.labels, new_t.tolist(), strict=True)),
-        "previous_temperatures": dict(zip(config.labels, old_t.tolist(), strict=True)),
-        "thresholds": dict(zip(config.labels, thresholds.tolist(), strict=True)),
-        "previous_thresholds": dict(zip(config.labels, config.thresholds, strict=True)),
+        **{
+            f"{prefix}{field}": dict(zip(config.labels, getattr(source, field), strict=True))
+            for prefix, source in (("", calibrated), ("previous_", config))
+            for field in ("temperatures", "biases", "thresholds")
+        },
     }
 
 
@@ -172,6 +178,8 @@ def evaluation_summary(metrics: dict[str, Any]) -> dict[str, Any]:
         "created": metrics["created"],
         "metrics_file": f"{EVALUATION_DIR}/{METRICS_FILE}",
     }
+    if metrics.get("subset"):
+        summary["subset"] = metrics["subset"]["description"]
     if metrics.get("localization"):
         summary["pointing_game"] = metrics["localization"]["all"]["pointing_game"]
     return summary
@@ -204,15 +212,6 @@ def write_predictions(path: Path, records: Sequence[Record], probability: np.nda
 
 
 # ---------------------------------------------------------------- data
-
-
-def load_split(data_dir: Path, weights: Path, split_file: Path | None) -> tuple[Split, str]:
-    """The split the weights were trained with (``split.json`` next to them), else the official one."""
-    by_name = records_by_name(read_data_entry(find_data_entry(data_dir)))
-    path = split_file or (weights / SPLIT_FILE)
-    if path.is_file():
-        return read_split(path, by_name), f"{path.name} of the weights"
-    return official_split(data_dir), "official NIH lists (validation: 10% of train_val patients, seed 0)"
 
 
 def open_cache(data_dir: Path, cache_dir: Path | None, image_size: int, records: Sequence[Record]) -> ImageCache | None:
@@ -263,20 +262,33 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", type=Path, required=True, help="NIH root: Data_Entry, split lists, images")
     parser.add_argument("--split", choices=("test", "val"), default="test", help="split to evaluate (default test)")
     parser.add_argument("--out", type=Path, help="output folder (default WEIGHTS/evaluation)")
-    parser.add_argument("--split-file", type=Path, help="split.json to use (default WEIGHTS/split.json, else official)")
+    parser.add_argument("--split-file", type=Path, help="split.json to use (default WEIGHTS/split.json)")
+    parser.add_argument(
+        "--recarve-val",
+        type=int,
+        metavar="SEED",
+        help="without a split.json: re-carve validation patients from train_val_list.txt with the training run's "
+        "seed (and --val-fraction); --calibrate and --split val are refused without a split file or this",
+    )
+    parser.add_argument("--val-fraction", type=float, default=0.1, help="with --recarve-val (default 0.1)")
     parser.add_argument("--cache-dir", type=Path, help="prepared cache (default DATA_DIR/cache-SIZE when complete)")
     parser.add_argument("--bbox-list", type=Path, help="BBox_List_2017.csv (default: in DATA_DIR)")
     parser.add_argument("--relabels", type=Path, help="Google adjudicated labels csv(.gz) (default: in DATA_DIR)")
-    parser.add_argument("--calibrate", action="store_true", help="fit per-label temperatures on the validation split")
+    parser.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="fit per-label temperatures and biases (Platt scaling) on the validation split",
+    )
     parser.add_argument(
         "--available-only",
         action="store_true",
-        help="smoke test: evaluate only the split's images found under DATA_DIR (flagged; publish refuses it)",
+        help="evaluate only the split's images found under DATA_DIR; the subset is stated in metrics.json, the report "
+        "and the model card",
     )
     parser.add_argument(
         "--update-config",
         action="store_true",
-        help="store the headline numbers (and fitted temperatures) in WEIGHTS/config.json for the app",
+        help="store the headline numbers (and the fitted temperatures, biases and thresholds) in WEIGHTS/config.json",
     )
     parser.add_argument("--bootstrap", type=int, default=1000, help="patient bootstrap resamples (default 1000)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
@@ -304,20 +316,33 @@ def main(argv: list[str]) -> int:
 
 
 def select_records(split: Split, args: argparse.Namespace, images: dict[str, Path]) -> tuple[list, list, dict | None]:
-    """The records to evaluate and the validation records (for --calibrate); with --available-only,
-    only those whose image is at hand, plus a note of how many that is."""
+    """The records to evaluate, the validation records (for --calibrate), and the subset record.
+
+    With --available-only only the records whose image is at hand are kept. The subset record is
+    None when the whole official test list (or the whole validation split) is evaluated; otherwise
+    ``{"used", "official", "description"}``, which metrics.json, the report and the model card state.
+    """
     records, val = getattr(split, args.split), split.val
-    subset = None
     if args.available_only:
-        # A smoke test on the images at hand; the numbers are flagged as not comparable, and publish refuses them.
-        subset = {"n_evaluated": sum(r.image in images for r in records), "n_in_split": len(records)}
         records, val = [r for r in records if r.image in images], [r for r in val if r.image in images]
     if not records:
         raise DataError(f"No image of the {args.split} split to evaluate.")
     if args.calibrate and (args.split == "val" or not val):
         raise DataError(
-            "--calibrate fits temperatures on the validation split: evaluate the test split, with a val split."
+            "--calibrate fits temperatures and biases on the validation split: evaluate the test split, "
+            "with a val split."
         )
+    if args.split == "test":
+        official, name = len(read_split_list(args.data_dir / TEST_LIST)), f"official test images ({TEST_LIST})"
+    else:
+        official, name = len(split.val), "validation images of the split"
+    subset = None
+    if len(records) != official:
+        subset = {
+            "used": len(records),
+            "official": official,
+            "description": f"{len(records):,} of the {official:,} {name}",
+        }
     return records, val, subset
 
 
@@ -337,7 +362,9 @@ def evaluate(args: argparse.Namespace) -> tuple[dict[str, Any], Path]:
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model = load_model(weights, map_location=device)
     config = model.config
-    split, split_source = load_split(args.data_dir, weights, args.split_file)
+    recarve = None if args.recarve_val is None else (args.recarve_val, args.val_fraction)
+    needs_val = args.calibrate or args.split == "val"
+    split, split_source = load_split(args.data_dir, weights, args.split_file, needs_val=needs_val, recarve=recarve)
     images = find_images(args.data_dir)
     records, val, subset = select_records(split, args, images)
     needed = records + (val if args.calibrate else [])
@@ -358,9 +385,10 @@ def evaluate(args: argparse.Namespace) -> tuple[dict[str, Any], Path]:
     scaling = None
     if args.calibrate:
         val_logits = predict_records(model, val, description="val (calibration)", **run).logits
-        ece_before = calibration.mean_ece(y_true, calibration.probabilities(predictions.logits, config.temperatures))
-        config, scaling = fit_temperature_scaling(config, val_logits, label_matrix(val, config.labels))
-        scaling["mean_ece_before"] = ece_before
+        before = calibration.probabilities(predictions.logits, calibration.Scaling.of(config))
+        config, scaling = fit_calibration(config, val_logits, label_matrix(val, config.labels))
+        scaling["mean_ece_before"] = calibration.mean_ece(y_true, before)
+        scaling["mean_ece_equal_mass_before"] = calibration.mean_ece(y_true, before, CALIBRATION_BINS, "mass")
 
     settings = BootstrapSettings(n_resamples=args.bootstrap, seed=args.seed)
     patients = np.array([r.patient_id for r in records])
@@ -385,13 +413,15 @@ def evaluate(args: argparse.Namespace) -> tuple[dict[str, Any], Path]:
     metrics.update(classification_metrics(y_true, predictions.logits, patients, config, settings))
     if scaling:
         scaling["mean_ece_after"] = metrics["calibration"]["mean_ece"]
+        scaling["mean_ece_equal_mass_after"] = metrics["calibration"]["mean_ece_equal_mass"]
         scaling["stored_in_config"] = bool(args.update_config)
-        metrics["temperature_scaling"] = scaling
-    probability = calibration.probabilities(predictions.logits, config.temperatures)
+        metrics["calibration_fit"] = scaling
+    probability = calibration.probabilities(predictions.logits, calibration.Scaling.of(config))
     attributes = subgroup_attributes(records)
     metrics["subgroups"] = subgroup_auroc(y_true, probability, patients, attributes, config.labels, settings)
     metrics["published"] = {
-        p.name: {"split": p.split, "official_split": p.official_split, "mean_auroc": p.mean_auroc} for p in PUBLISHED
+        p.name: {"source": p.source, "split": p.split, "official_split": p.official_split, "mean_auroc": p.mean_auroc}
+        for p in PUBLISHED
     }
     if boxes:
         cases = localization_cases(boxes, predictions.maps, images, list(config.labels))

@@ -19,18 +19,24 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import timm
 from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData, get_token
 from huggingface_hub.errors import HfHubHTTPError
 
 from cxr.config import ModelConfig
 from cxr.labels import CHESTXRAY8_LABELS, CHESTXRAY14_LABELS
+from cxr.provenance import describe_subset
 from cxr.weights import CONFIG_FILE, PICKLE_SUFFIXES, WEIGHTS_FILE, WeightsError, load_config, load_model, sha256_of
-from train import report
-from train.evaluate import EVALUATION_DIR, METRICS_FILE, SPLIT_FILE, evaluation_summary
-from train.published import WANG_2017
+from train.evaluation import report, tables
+from train.evaluation.evaluate import EVALUATION_DIR, METRICS_FILE, evaluation_summary
+from train.evaluation.published import PUBLISHED, WANG_ARXIV
+from train.evaluation.splits import SPLIT_FILE
 
-CARD_TEMPLATE = Path(__file__).resolve().parents[1] / "model_card.md"
+CARD_TEMPLATE = Path(__file__).resolve().parents[2] / "model_card.md"
 CARD_FILE = "README.md"
+LIBRARY_NAME = "cxr"  # the card's library_name: the weights load with cxr (they are not a bare timm model)
+CODE_URL = "https://github.com/cxr-project/cxr"
+INSTALL_LINE = f'pip install "cxr @ git+{CODE_URL}"'
 # The Hub's copy of NIH's release (images, Data_Entry_2017_v2020, the official split lists, boxes).
 DEFAULT_DATASET_ID = "alkzar90/NIH-Chest-X-ray-dataset"
 LICENSE = "mit"  # the project's license; NIH places no restriction on the images (attribution required)
@@ -46,7 +52,7 @@ TAGS = [
     "safetensors",
 ]
 FILE_DESCRIPTIONS = {
-    CONFIG_FILE: "labels, input contract, per-label thresholds and temperatures, provenance, evaluation summary",
+    CONFIG_FILE: "labels, input contract, per-label thresholds, temperatures and biases, provenance, evaluation",
     WEIGHTS_FILE: "the weights (safetensors; never pickle)",
     CARD_FILE: "this model card",
     METRICS_FILE: "every number of the evaluation (JSON)",
@@ -81,8 +87,14 @@ class PublishError(RuntimeError):
 # ---------------------------------------------------------------- inputs
 
 
-def read_metrics(weights: Path, evaluation: Path) -> dict[str, Any]:
-    """The evaluation's metrics.json, checked to belong to these very weights."""
+def read_metrics(weights: Path, evaluation: Path, config: ModelConfig) -> dict[str, Any]:
+    """The evaluation's metrics.json, checked to describe these very weights as ``config.json`` serves them.
+
+    Refused: metrics of other weights; a headline evaluation on another split than test; a subset
+    record that does not say which images; and probabilities or decisions computed with other
+    thresholds, temperatures or biases than ``config.json`` holds (``evaluate --calibrate`` without
+    ``--update-config``), since the card would then describe a model nobody downloads.
+    """
     path = evaluation / METRICS_FILE
     if not path.is_file():
         raise PublishError(
@@ -90,18 +102,40 @@ def read_metrics(weights: Path, evaluation: Path) -> dict[str, Any]:
             "A model card without measured numbers is not published."
         )
     metrics = json.loads(path.read_text(encoding="utf-8"))
-    if metrics.get("subset"):
-        raise PublishError(f"{path} comes from an --available-only smoke test, not the whole split; evaluate again.")
     weights_sha = sha256_of(weights / WEIGHTS_FILE)
     if metrics.get("weights", {}).get("sha256") != weights_sha:
         raise PublishError(f"{path} was computed for other weights (SHA-256 differs); evaluate these weights again.")
+    if metrics.get("split") != "test":
+        raise PublishError(
+            f"{path} evaluates the {metrics.get('split')} split; the card's headline must be the test split "
+            "(`python -m train evaluate --split test`)."
+        )
+    subset = metrics.get("subset")
+    if subset and "description" not in subset:
+        raise PublishError(f"{path} comes from an older --available-only run that does not record which images.")
+    check_calibration(config, metrics, path)
     return metrics
+
+
+def check_calibration(config: ModelConfig, metrics: dict[str, Any], source: Path) -> None:
+    """Refuse metrics computed with other per-label thresholds, temperatures or biases than ``config``."""
+    for k, label in enumerate(config.labels):
+        m = metrics["per_label"].get(label, {})
+        served = {"threshold": config.thresholds[k], "temperature": config.temperatures[k], "bias": config.biases[k]}
+        measured = {"threshold": m.get("threshold"), "temperature": m.get("temperature"), "bias": m.get("bias", 0.0)}
+        for key, value in served.items():
+            if measured[key] != value:
+                raise PublishError(
+                    f"{source} was computed with {label} {key} {measured[key]} but config.json serves {value}: "
+                    "was it `evaluate --calibrate` without `--update-config`? Evaluate again so the card describes "
+                    "the config that is published."
+                )
 
 
 # ---------------------------------------------------------------- the model card
 
 
-def card_metadata(config: ModelConfig, metrics: dict[str, Any], repo_id: str, dataset_id: str) -> ModelCardData:
+def card_metadata(config: ModelConfig, metrics: dict[str, Any], name: str, dataset_id: str) -> ModelCardData:
     """The YAML front matter: license, datasets, tags, pipeline tag and model-index results."""
     synthetic = is_synthetic(metrics)
     dataset_type = "cxr-synthetic" if synthetic else dataset_id
@@ -109,7 +143,7 @@ def card_metadata(config: ModelConfig, metrics: dict[str, Any], repo_id: str, da
     results = [
         (f"Mean AUROC ({len(config.labels)} findings)", metrics["mean_auroc"]),
         ("Mean AUROC (8 ChestX-ray8 findings)", metrics["mean_auroc_chestxray8"]),
-        *[(f"AUROC {report.pretty(label)}", m["auroc"]) for label, m in metrics["per_label"].items()],
+        *[(f"AUROC {tables.pretty(label)}", m["auroc"]) for label, m in metrics["per_label"].items()],
     ]
     eval_results = [
         EvalResult(
@@ -126,13 +160,54 @@ def card_metadata(config: ModelConfig, metrics: dict[str, Any], repo_id: str, da
         if value is not None
     ]
     return ModelCardData(
-        model_name=repo_id.split("/")[-1],
+        model_name=name,
         license=LICENSE,
+        library_name=LIBRARY_NAME,
+        base_model=base_model(config),
         pipeline_tag="image-classification",
         tags=TAGS + (["synthetic-data"] if synthetic else []),
         datasets=None if synthetic else [dataset_id],
         metrics=["roc_auc"],
         eval_results=eval_results,
+    )
+
+
+def base_model(config: ModelConfig) -> str | None:
+    """The Hub id of the ImageNet weights the trunk started from, or None when it was trained from scratch.
+
+    Training loads timm's default pretrained weights for the trunk name; which those are is read from
+    timm's pretrained config (e.g. ``timm/resnet50.a1_in1k``).
+    """
+    if not config.metadata.get("training", {}).get("pretrained_trunk"):
+        return None
+    pretrained = timm.models.get_pretrained_cfg(config.trunk)
+    return pretrained.hf_hub_id if pretrained and pretrained.hf_hub_id else None
+
+
+def base_model_sentence(config: ModelConfig) -> str:
+    """The trunk's starting point in words, for the card's table."""
+    source = base_model(config)
+    if source:
+        return (
+            f"trunk initialised from the ImageNet weights [`{source}`](https://huggingface.co/{source}) (`base_model`)"
+        )
+    if config.metadata.get("training", {}).get("pretrained_trunk") is False:
+        return "trained from scratch (random initialisation): there is no base model"
+    return "not recorded in `config.json` (no base model is claimed)"
+
+
+def how_to_use(repo_id: str | None, revision: str | None) -> tuple[str, str]:
+    """The card's loading line and the sentence on pinning it."""
+    if repo_id and revision:
+        return (
+            f'predictor = Predictor.from_pretrained("{repo_id}", revision="{revision}")',
+            f"`{revision}` is the revision published with these numbers: pin it, so the weights you evaluated are "
+            "the weights you serve.",
+        )
+    return (
+        'predictor = Predictor.from_pretrained("path/to/this/folder")  # config.json + model.safetensors',
+        "This folder was staged without an upload, so there is no Hub revision to pin yet: load it from disk, or "
+        "publish it and pin the commit hash that `python -m train publish` prints.",
     )
 
 
@@ -143,13 +218,18 @@ def is_synthetic(metrics: dict[str, Any]) -> bool:
 def render_card(
     config: ModelConfig,
     metrics: dict[str, Any],
-    repo_id: str,
+    name: str,
+    repo_id: str | None,
+    revision: str | None,
     files: dict[str, int],
     split_info: dict[str, Any] | None,
     dataset_id: str = DEFAULT_DATASET_ID,
     template: Path = CARD_TEMPLATE,
 ) -> str:
-    """The model card: ``model_card.md`` filled with these weights' config and evaluation."""
+    """The model card: ``model_card.md`` filled with these weights' config and evaluation.
+
+    ``name`` titles the card; ``repo_id`` and ``revision`` (None before an upload) go into "How to use".
+    """
     synthetic = is_synthetic(metrics)
     label_set = (
         "the ChestX-ray14 findings"
@@ -158,10 +238,11 @@ def render_card(
         if tuple(config.labels) == CHESTXRAY8_LABELS
         else "custom"
     )
+    load_line, pin_sentence = how_to_use(repo_id, revision)
     card = ModelCard.from_template(
-        card_metadata(config, metrics, repo_id, dataset_id),
+        card_metadata(config, metrics, name, dataset_id),
         template_path=str(template),
-        title=repo_id.split("/")[-1],
+        title=name,
         summary=(
             f"Multi-label classifier of {len(config.labels)} findings on frontal chest radiographs, with a Grad-CAM "
             "heatmap for every finding from the same forward pass. Architecture of Wang et al. (CVPR 2017): "
@@ -169,36 +250,58 @@ def render_card(
             "project (`python -m train fit / evaluate / publish`)."
         ),
         synthetic=synthetic,
+        subset_note=report.subset_warning(metrics),
+        evaluated_on=evaluated_on(metrics),
+        base_model_sentence=base_model_sentence(config),
         trained=config.trained,
         n_labels=len(config.labels),
         label_set=label_set,
         config=config,
         sha256=config.metadata.get("weights_sha256"),
         metrics=metrics,
-        headline=report.with_ci(metrics["mean_auroc"], metrics["mean_auroc_ci"])
+        headline=tables.with_ci(metrics["mean_auroc"], metrics["mean_auroc_ci"])
         + f" over {len(config.labels)} findings; "
-        + report.with_ci(metrics["mean_auroc_chestxray8"], metrics["mean_auroc_chestxray8_ci"])
-        + f" over the 8 ChestX-ray8 findings (Wang et al. 2017: {WANG_2017.mean_auroc:.3f} over 14)",
+        + tables.with_ci(metrics["mean_auroc_chestxray8"], metrics["mean_auroc_chestxray8_ci"])
+        + f" over the 8 ChestX-ray8 findings ({WANG_ARXIV.name}: {WANG_ARXIV.mean_auroc:.3f} over 14)",
         plots=metrics["plots"],
-        headline_table=report.headline_table(metrics),
-        per_label_table=report.per_label_table(metrics),
-        comparison_table=report.comparison_table(metrics),
+        headline_table=tables.headline_table(metrics),
+        per_label_table=tables.per_label_table(metrics),
+        comparison_table=tables.comparison_table(metrics),
         threshold_sentence=report.threshold_sentence(metrics),
-        operating_point_table=report.operating_point_table(metrics),
-        temperature_sentence=report.temperature_sentence(metrics),
-        calibration_table=report.calibration_table(metrics),
-        subgroup_sentence=report.subgroup_gap_sentence(metrics),
-        subgroup_table=report.subgroup_table(metrics),
+        operating_point_table=tables.operating_point_table(metrics),
+        calibration_sentence=report.calibration_sentence(metrics),
+        calibration_table=tables.calibration_table(metrics),
+        subgroup_sentence=tables.subgroup_gap_sentence(metrics),
+        subgroup_table=tables.subgroup_table(metrics),
         localization_section=_demote(report.localization_section(metrics)),
         relabel_section=_demote(report.relabel_section(metrics)),
         training_table=training_table(config),
         split_sentence=split_sentence(split_info, metrics),
         data_paragraph=data_paragraph(metrics),
-        repo_id=repo_id,
+        install_line=INSTALL_LINE,
+        code_url=CODE_URL,
+        load_line=load_line,
+        pin_sentence=pin_sentence,
         files_table=files_table(files),
         citations=WANG_BIBTEX,
+        published_sources=published_sources(),
     )
     return str(card)
+
+
+def evaluated_on(metrics: dict[str, Any]) -> str:
+    """``NIH ChestX-ray14, test split: 1,234 images of 567 patients`` (+ the subset when not the whole split)."""
+    text = (
+        f"{metrics['dataset']}, {metrics['split']} split: {metrics['n_images']:,} images of "
+        f"{metrics['n_patients']:,} patients"
+    )
+    subset = metrics.get("subset")
+    return f"{text} — evaluated on {subset['description']} only" if subset else text
+
+
+def published_sources() -> str:
+    """One line per published comparison: the exact paper version and table its numbers come from."""
+    return "\n".join(f"- {p.name}: {p.citation} Numbers: {p.source}." for p in PUBLISHED)
 
 
 def _demote(section: str) -> str:
@@ -213,13 +316,13 @@ def training_table(config: ModelConfig) -> str:
         return "No training record in `config.json` (`metadata.training` is empty)."
     rows = [[key.replace("_", " "), _setting(value)] for key, value in training.items()]
     rows.append(["per-label thresholds", "chosen on validation (F1-optimal); see the operating-point table"])
-    return report.table(["Setting", "Value"], rows, "ll")
+    return tables.table(["Setting", "Value"], rows, "ll")
 
 
 def _setting(value: Any, nested: bool = False) -> str:
     """A training setting for a table cell: floats to 4 significant digits, dicts as ``key value, …``."""
     if isinstance(value, dict):
-        text = ", ".join(f"{report.pretty(str(k))} {_setting(v, True)}" for k, v in value.items())
+        text = ", ".join(f"{tables.pretty(str(k))} {_setting(v, True)}" for k, v in value.items())
         return f"({text})" if nested else text
     if isinstance(value, float):
         return f"{value:.4g}"
@@ -232,11 +335,12 @@ def split_sentence(split_info: dict[str, Any] | None, metrics: dict[str, Any]) -
     if not split_info:
         return f"Split: {metrics.get('split_source', 'not recorded')}."
     counts = ", ".join(f"{len(split_info[name]):,} {name}" for name in ("train", "val", "test") if name in split_info)
-    extras = {k: v for k, v in split_info.items() if k not in ("train", "val", "test", "format")}
+    extras = {k: v for k, v in split_info.items() if k not in ("train", "val", "test", "format", "subset")}
     detail = f" ({', '.join(f'{k} {v}' for k, v in extras.items())})" if extras else ""
     return (
-        f"Split (`{SPLIT_FILE}`): {counts} images{detail}. Test images come from the official test list; "
-        "validation patients are held out of `train_val_list.txt`, so no patient is in two splits."
+        f"Split (`{SPLIT_FILE}`): {counts} images{detail}, {describe_subset(split_info.get('subset'))}. Test images "
+        "come from the official test list; validation patients are held out of `train_val_list.txt`, so no "
+        "patient is in two splits."
     )
 
 
@@ -255,7 +359,7 @@ def files_table(files: dict[str, int]) -> str:
     rows = [[f"`{CARD_FILE}`", "", FILE_DESCRIPTIONS[CARD_FILE]]]
     for name, size in sorted(files.items()):
         rows.append([f"`{name}`", _size(size), _describe(name)])
-    return report.table(["File", "Size", "What"], rows, "lrl")
+    return tables.table(["File", "Size", "What"], rows, "lrl")
 
 
 def _describe(name: str) -> str:
@@ -282,15 +386,24 @@ def _size(size: int) -> str:
 # ---------------------------------------------------------------- staging
 
 
-def stage(weights: Path, evaluation: Path, repo_id: str, dataset_id: str, folder: Path) -> Path:
-    """Assemble exactly what will be uploaded into ``folder`` (empty or new) and check it loads."""
+def stage(
+    weights: Path,
+    evaluation: Path,
+    folder: Path,
+    *,
+    repo_id: str | None,
+    revision: str | None,
+    dataset_id: str = DEFAULT_DATASET_ID,
+    template: Path = CARD_TEMPLATE,
+) -> Path:
+    """Assemble exactly what will be uploaded into ``folder`` (empty or new), check it loads, write the card."""
     folder.mkdir(parents=True, exist_ok=True)
     if any(folder.iterdir()):
         raise PublishError(f"The staging folder {folder} is not empty.")
     config = load_config(weights)
     if not config.trained:
         raise PublishError(f"{weights} holds untrained weights (config.trained is false); they are not published.")
-    metrics = read_metrics(weights, evaluation)
+    metrics = read_metrics(weights, evaluation, config)
     skipped = {CARD_FILE, METRICS_FILE, CONFIG_FILE}
     for path in sorted(weights.iterdir()):
         if path.is_file() and not path.name.startswith(".") and path.name not in skipped:
@@ -305,13 +418,29 @@ def stage(weights: Path, evaluation: Path, repo_id: str, dataset_id: str, folder
     summary = evaluation_summary(metrics)
     config.replace(metadata={**config.metadata, "evaluation": summary}).save(folder / CONFIG_FILE)
     load_model(folder)  # strict load and checksum: the staged folder is what users will download
-
-    split_path = weights / SPLIT_FILE
-    split_info = json.loads(split_path.read_text(encoding="utf-8")) if split_path.is_file() else None
-    files = {p.relative_to(folder).as_posix(): p.stat().st_size for p in folder.rglob("*") if p.is_file()}
-    card = render_card(load_config(folder), metrics, repo_id, files, split_info, dataset_id)
-    (folder / CARD_FILE).write_text(card, encoding="utf-8")
+    name = repo_id.split("/")[-1] if repo_id else weights.resolve().name
+    write_card(folder, name, repo_id, revision, dataset_id, template)
     return folder
+
+
+def write_card(
+    folder: Path, name: str, repo_id: str | None, revision: str | None, dataset_id: str, template: Path
+) -> Path:
+    """Render the card from the staged folder's own config, metrics and split; check it states any subset."""
+    metrics = json.loads((folder / METRICS_FILE).read_text(encoding="utf-8"))
+    split_path = folder / SPLIT_FILE
+    split_info = json.loads(split_path.read_text(encoding="utf-8")) if split_path.is_file() else None
+    files = {
+        p.relative_to(folder).as_posix(): p.stat().st_size
+        for p in folder.rglob("*")
+        if p.is_file() and p.name != CARD_FILE
+    }
+    card = render_card(load_config(folder), metrics, name, repo_id, revision, files, split_info, dataset_id, template)
+    subset = metrics.get("subset")
+    if subset and subset["description"] not in card:
+        raise PublishError(f"The model card does not state that only {subset['description']} were evaluated.")
+    (folder / CARD_FILE).write_text(card, encoding="utf-8")
+    return folder / CARD_FILE
 
 
 def _link_or_copy(source: Path, target: Path) -> None:
@@ -325,12 +454,17 @@ def _link_or_copy(source: Path, target: Path) -> None:
 # ---------------------------------------------------------------- upload
 
 
-def upload(folder: Path, repo_id: str, *, private: bool, tag: str | None, message: str) -> str:
-    """Create the repo if needed, upload ``folder`` as one commit, tag it; returns the commit hash."""
-    token = get_token()  # HF_TOKEN, or the cache written by `hf auth login`
+def hub_api() -> HfApi:
+    """An authenticated client: HF_TOKEN, or the cache written by `hf auth login`."""
+    token = get_token()
     if not token:
         raise PublishError("No Hugging Face token: set HF_TOKEN or run `hf auth login` (write access to the repo).")
-    api = HfApi(token=token)
+    return HfApi(token=token)
+
+
+def upload(folder: Path, repo_id: str, *, private: bool, tag: str | None, message: str) -> str:
+    """Create the repo if needed, upload ``folder`` as one commit, tag it; returns the commit hash."""
+    api = hub_api()
     api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
     commit = api.upload_folder(repo_id=repo_id, repo_type="model", folder_path=folder, commit_message=message)
     if tag:
@@ -338,40 +472,77 @@ def upload(folder: Path, repo_id: str, *, private: bool, tag: str | None, messag
     return commit.oid
 
 
+def pin_card(folder: Path, repo_id: str, commit: str, dataset_id: str) -> str:
+    """Rewrite the uploaded card so "How to use" pins ``commit`` (the weights' commit), as a second commit.
+
+    A commit cannot name its own hash; the card's commit holds the same weights, so either pins them.
+    """
+    write_card(folder, repo_id.split("/")[-1], repo_id, commit, dataset_id, CARD_TEMPLATE)
+    card_commit = hub_api().upload_file(
+        path_or_fileobj=folder / CARD_FILE,
+        path_in_repo=CARD_FILE,
+        repo_id=repo_id,
+        repo_type="model",
+        commit_message=f"Model card: pin revision {commit}",
+    )
+    return card_commit.oid
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m train publish",
         description="Write the model card from the evaluation and upload the weights folder to the Hugging Face "
-        "Hub in one commit (token from HF_TOKEN or `hf auth login`). Prints the commit hash to pin.",
+        "Hub (token from HF_TOKEN or `hf auth login`). Prints the commit hash to pin.",
     )
     parser.add_argument("--weights", type=Path, required=True, help="weights folder (evaluated)")
-    parser.add_argument("--repo-id", required=True, help="Hub model repo ORG/NAME (created if missing)")
+    parser.add_argument("--repo-id", help="Hub model repo ORG/NAME (created if missing); needed unless --dry-run")
     parser.add_argument("--private", action="store_true", help="create the repo private")
-    parser.add_argument("--tag", help="also tag the commit (e.g. v0.1.0)")
+    parser.add_argument("--tag", help="also tag the commit (e.g. v0.1.0); the card then pins the tag")
     parser.add_argument("--evaluation", type=Path, help="evaluation folder (default WEIGHTS/evaluation)")
     parser.add_argument("--dataset-id", default=DEFAULT_DATASET_ID, help="Hub dataset id for the card's metadata")
     parser.add_argument("--stage", type=Path, help="assemble the upload here and keep it (default: a temp folder)")
     parser.add_argument("--dry-run", action="store_true", help="stage and write the card, upload nothing")
+    parser.add_argument(
+        "--allow-subset",
+        action="store_true",
+        help="upload even though the evaluation used only part of the official test list (the card states it)",
+    )
     return parser
 
 
 def main(argv: list[str]) -> int:
     """Entry point of ``python -m train publish``."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not (args.repo_id or args.dry_run):
+        parser.error("--repo-id is required to upload (a --dry-run can do without)")
     evaluation = args.evaluation or args.weights / EVALUATION_DIR
     keep = args.stage or (Path(tempfile.mkdtemp(prefix="cxr-publish-")) if args.dry_run else None)
     try:
         with tempfile.TemporaryDirectory(prefix="cxr-publish-") as scratch:
-            folder = stage(args.weights, evaluation, args.repo_id, args.dataset_id, keep or Path(scratch))
+            folder = stage(
+                args.weights,
+                evaluation,
+                keep or Path(scratch),
+                repo_id=args.repo_id,
+                revision=args.tag,
+                dataset_id=args.dataset_id,
+            )
             if args.dry_run:
                 print(f"dry run: the upload is staged in {folder} (model card: {folder / CARD_FILE})")
                 return 0
             metrics = json.loads((folder / METRICS_FILE).read_text(encoding="utf-8"))
+            if metrics.get("subset") and not args.allow_subset:
+                raise PublishError(
+                    f"The evaluation used {metrics['subset']['description']} only. The card says so, but a Hub "
+                    "release is usually measured on the whole test list: evaluate it all, or pass --allow-subset."
+                )
             message = (
                 f"cxr weights {sha256_of(folder / WEIGHTS_FILE)[:12]}: mean AUROC {metrics['mean_auroc']:.4f} "
                 f"on {metrics['dataset']} {metrics['split']}"
             )
             commit = upload(folder, args.repo_id, private=args.private, tag=args.tag, message=message)
+            card_commit = None if args.tag else pin_card(folder, args.repo_id, commit, args.dataset_id)
     except (PublishError, WeightsError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -379,5 +550,7 @@ def main(argv: list[str]) -> int:
         print(f"error: the Hub refused the upload: {err}", file=sys.stderr)
         return 1
     print(f"uploaded {args.repo_id} at commit {commit}" + (f" (tag {args.tag})" if args.tag else ""))
+    if card_commit:
+        print(f"model card pinned to it in commit {card_commit}")
     print(f"pin it in the Space: CXR_MODEL_REPO={args.repo_id} CXR_MODEL_REVISION={commit}")
     return 0

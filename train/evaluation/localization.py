@@ -1,11 +1,14 @@
 """Weakly supervised localization on BBox_List_2017: the Wang et al. (2017) protocol and the pointing game.
 
-Wang et al. (ChestX-ray8, CVPR 2017) turn the heatmap of a box's label into boxes: the heatmap, at
-the image's own resolution, is scaled to [0, 255]; pixels below a threshold (the paper uses 60 and
-180) are dropped and one box is drawn around each connected region left. A ground-truth box counts
-as localized at T when some generated box overlaps it by more than T, measured as IoBB (area of the
-intersection over the area of the *generated* box) or as IoU. Generated boxes that localize no
-ground-truth box at T are false positives; AFP is their mean number per (image, label).
+Wang et al. (ChestX-ray8, CVPR 2017) turn the map of a box's label into boxes. Their map is the
+class activation map ``sum_c w_c * A_c`` of the transition layer, *signed* (no ReLU;
+:func:`cxr.cam.class_activation_maps`), at the image's own resolution, min-max scaled to [0, 255];
+pixels below a threshold (the paper uses 60 and 180) are dropped and one box is drawn around each
+connected region left. A ground-truth box counts as localized at T when some generated box overlaps
+it by more than T, measured as IoBB (area of the intersection over the area of the *generated* box)
+on Wang's grid T(IoBB) = 0.1, 0.25, 0.5, 0.75, 0.9, or as IoU on an IoU grid 0.1-0.7. Generated
+boxes that localize no ground-truth box at T are false positives; AFP is their mean number per
+(image, label).
 
 The pointing game (Zhang et al., ECCV 2016) asks only whether the heatmap's maximum falls inside a
 ground-truth box of that label, within a tolerance of 15 pixels.
@@ -22,9 +25,13 @@ from scipy import ndimage
 Box = tuple[float, float, float, float]  # x, y, width, height in pixels; pixel (row i, col j) spans [j, j+1) x [i, i+1)
 
 REGION_THRESHOLDS: tuple[int, ...] = (60, 180)
-OVERLAP_THRESHOLDS: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
+# The overlap thresholds T per measure: Wang et al.'s T(IoBB) grid, and an IoU grid in steps of 0.1.
+OVERLAP_GRIDS: dict[str, tuple[float, ...]] = {
+    "iobb": (0.1, 0.25, 0.5, 0.75, 0.9),
+    "iou": (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7),
+}
 POINTING_TOLERANCE = 15.0
-MEASURES = ("iobb", "iou")
+MEASURES = tuple(OVERLAP_GRIDS)
 
 
 def scale_to_255(heatmap: np.ndarray) -> np.ndarray:
@@ -149,23 +156,23 @@ class _Tally:
 def evaluate_localization(
     cases: Iterable[LocalizationCase],
     region_thresholds: Sequence[float] = REGION_THRESHOLDS,
-    overlap_thresholds: Sequence[float] = OVERLAP_THRESHOLDS,
+    overlap_grids: dict[str, Sequence[float]] = OVERLAP_GRIDS,
     tolerance: float = POINTING_TOLERANCE,
 ) -> dict[str, object]:
-    """Accuracy and AFP per label, region threshold and T (IoBB and IoU), plus the pointing game.
+    """Accuracy and AFP per label, region threshold and T (on each measure's grid), plus the pointing game.
 
     ``cases`` may be a generator: each full-resolution heatmap is used once and dropped, so the
     984 NIH boxes never need their 1024 x 1024 maps in memory at the same time.
 
     Returns a JSON-ready dict: ``protocol`` (the settings), ``per_label`` and ``all`` (pooled over
     boxes), each with ``n_images``, ``n_boxes``, ``pointing_game`` and, for ``iobb`` and ``iou``,
-    ``{region_threshold: {"accuracy": [per T], "afp": [per T]}}``.
+    ``{region_threshold: {"accuracy": [per T], "afp": [per T]}}`` over ``protocol["overlap_thresholds"][measure]``.
     """
     tallies: dict[str, _Tally] = {}
     pooled = _Tally()
     for case in cases:
         results = {
-            (measure, threshold): localize(case.heatmap, case.boxes, threshold, overlap_thresholds, measure)
+            (measure, threshold): localize(case.heatmap, case.boxes, threshold, overlap_grids[measure], measure)
             for measure in MEASURES
             for threshold in region_thresholds
         }
@@ -175,9 +182,10 @@ def evaluate_localization(
     return {
         "protocol": {
             "reference": "Wang et al., ChestX-ray8, CVPR 2017 (IoBB); Zhang et al., ECCV 2016 (pointing game)",
-            "heatmap": "Grad-CAM of the box's label, upsampled to the image, scaled to [0, 255]",
+            "heatmap": "signed class activation map sum_c w_c A_c of the box's label (Wang et al.), upsampled to "
+            "the image, min-max scaled to [0, 255]",
             "region_thresholds": [float(t) for t in region_thresholds],
-            "overlap_thresholds": [float(t) for t in overlap_thresholds],
+            "overlap_thresholds": {measure: [float(t) for t in overlap_grids[measure]] for measure in MEASURES},
             "pointing_tolerance_px": float(tolerance),
         },
         "per_label": {label: tally.summary() for label, tally in sorted(tallies.items())},
