@@ -7,15 +7,17 @@ import hashlib
 import shutil
 import socket
 import tarfile
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from tqdm import tqdm
 
 from tests.download_server import Files, serve
 from tests.nih_fixtures import nih_archive
 from train import download as dl
-from train.download import NIH_FILES, DownloadError, Item, download
+from train.download import NIH_FILES, DownloadError, Item, download, fetch
 
 ARCHIVES = ("images_01.tar.gz", "images_02.tar.gz", "images_03.tar.gz")
 
@@ -172,3 +174,16 @@ def test_the_built_in_metadata_hashes_are_those_of_the_shared_copies(shared_data
         local = shared_data / "nih-cxr14" / item.name
         if not item.name.endswith(".tar.gz"):
             assert hashlib.sha256(local.read_bytes()).hexdigest() == item.sha256, item.name
+
+
+def test_a_stop_request_ends_a_transfer_and_keeps_its_part(tmp_path: Path, content: dict[str, bytes]) -> None:
+    stop = threading.Event()
+    stop.set()  # as download() does on Ctrl-C, for the transfers still running in its threads
+    files = Files(dict(content))
+    [item] = [entry for entry in items("", content) if entry.name == ARCHIVES[0]]
+    with serve(files) as base:
+        with pytest.raises(KeyboardInterrupt):
+            fetch(Item(item.name, base + item.url, item.sha256), tmp_path, tqdm(disable=True), stop=stop)
+        assert not (tmp_path / ARCHIVES[0]).exists() and (tmp_path / f"{ARCHIVES[0]}.part").is_file()
+        assert download(tmp_path, items(base, content), progress=False) == []
+    assert_complete(tmp_path, content)

@@ -114,18 +114,19 @@ def check_free_space(to: Path, needed: int) -> None:
         )
 
 
-def fetch(item: Item, to: Path, bar: tqdm, retries: int = RETRIES) -> Path:
+def fetch(item: Item, to: Path, bar: tqdm, retries: int = RETRIES, stop: threading.Event | None = None) -> Path:
     """Fetch one item into ``to`` (resuming ``NAME.part``), verify it, and rename it to ``NAME``.
 
     A dropped connection is resumed up to ``retries`` times; a checksum mismatch discards the file and
-    fetches it once more from the start. Raises :class:`DownloadError` with a one-line reason.
+    fetches it once more from the start; ``stop`` being set ends it between two reads (the part is kept).
+    Raises :class:`DownloadError` with a one-line reason.
     """
     final, part = to / item.name, to / f"{item.name}.part"
     if final.is_file():
         return final  # only ever renamed into place after its checksum matched
     digest = ""
     for _ in range(2):
-        digest = _download(item, part, bar, retries)
+        digest = _download(item, part, bar, retries, stop or threading.Event())
         if digest == item.sha256:
             os.replace(part, final)
             return final
@@ -136,11 +137,11 @@ def fetch(item: Item, to: Path, bar: tqdm, retries: int = RETRIES) -> Path:
     )
 
 
-def _download(item: Item, part: Path, bar: tqdm, retries: int) -> str:
+def _download(item: Item, part: Path, bar: tqdm, retries: int, stop: threading.Event) -> str:
     """Bring ``part`` to the whole file, resuming after dropped connections; return its SHA-256."""
     for attempt in range(retries + 1):
         try:
-            return _stream(item, part, bar)
+            return _stream(item, part, bar, stop)
         except urllib.error.HTTPError as err:
             raise DownloadError(f"{item.name}: {item.url} answered {err.code} {err.reason}.") from None
         except urllib.error.URLError as err:
@@ -166,7 +167,7 @@ def _download(item: Item, part: Path, bar: tqdm, retries: int) -> str:
     raise AssertionError("the loop returns or raises")
 
 
-def _stream(item: Item, part: Path, bar: tqdm) -> str:
+def _stream(item: Item, part: Path, bar: tqdm, stop: threading.Event) -> str:
     """One request for the rest of ``part`` (a Range request if some of it is there); the SHA-256 of the whole."""
     digest, have = hashlib.sha256(), _size(part)
     if have:  # hash what an earlier attempt left, so the digest covers the whole file
@@ -190,6 +191,8 @@ def _stream(item: Item, part: Path, bar: tqdm) -> str:
         bar.update(have)
         written = have
         while chunk := response.read(CHUNK):
+            if stop.is_set():
+                raise KeyboardInterrupt  # Ctrl-C in the main thread: end this file here, resumable
             f.write(chunk)
             digest.update(chunk)
             written += len(chunk)
@@ -223,7 +226,7 @@ def download(
             slot = slots.pop(0)
         bar = tqdm(desc=item.name, unit="B", unit_scale=True, position=slot, leave=False, disable=not progress)
         try:
-            fetch(item, to, bar, retries)
+            fetch(item, to, bar, retries, stop)
         except DownloadError as err:
             return str(err)
         finally:
@@ -232,8 +235,13 @@ def download(
                 slots.append(slot)
         return None
 
+    stop = threading.Event()
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        return [message for message in pool.map(one, todo) if message]
+        try:
+            return [message for message in pool.map(one, todo) if message]
+        except KeyboardInterrupt:
+            stop.set()  # otherwise leaving the pool would wait for every transfer to finish
+            raise
 
 
 def _remote_size(item: Item) -> int | None:
