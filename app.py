@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,13 +16,16 @@ from typing import Any
 
 import gradio as gr
 import numpy as np
+import torch
 
-from cxr.io import MAX_FILE_BYTES, InvalidImageError
+from cxr.batching import BatchingPredictor
+from cxr.io import MAX_FILE_BYTES, InvalidImageError, load_image
 from cxr.predictor import Prediction
 from cxr.serving import (
     ServedModel,
     about_markdown,
     cam_record,
+    display_name,
     load_served_model,
     model_info,
     prediction_record,
@@ -33,20 +37,43 @@ from cxr.serving import (
 log = logging.getLogger("cxr.app")
 
 EXAMPLES = sorted((Path(__file__).resolve().parent / "examples").glob("*.png"))
-MODEL_CONCURRENCY = 2  # model runs at once; each already uses every core through torch's own threads
+THUMBNAILS = [path.parent / "thumbnails" / f"{path.stem}.jpg" for path in EXAMPLES]  # 160 px, a few kB each
+MAX_BATCH_SIZE = 4  # images in one forward pass at most (on a CPU, larger batches gain little and cost memory)
+MODEL_CONCURRENCY = 2 * MAX_BATCH_SIZE  # requests decoding or waiting for a batch; the batcher runs one forward
 QUEUE_SIZE = 32  # requests waiting beyond this are turned away at once instead of timing out
 RENDER_CONCURRENCY = 8  # re-drawing an overlay from the kept maps is cheap and must not wait behind model runs
 SESSION_TTL_S = 1800  # a result (decoded image + maps) stays in the server's memory at most this long
 SESSIONS_KEPT = 200  # at most this many sessions' results in memory (about 5 MB each)
 DEFAULT_OPACITY = 0.5
+IMAGE_FORMAT = "jpeg"  # a 1024 px overlay encodes in ~5 ms as JPEG, ~480 ms as PNG (bench/app_latency.py)
 POSITIVE_MARK = "▲"
 REFUSED = "Cannot read this file"
 
 CSS = """
-.cxr-note {border-left: 4px solid #1d4ed8; background: #eff6ff; padding: 10px 14px !important; border-radius: 6px;}
-.cxr-untrained {border-left: 4px solid #b91c1c; background: #fef2f2; padding: 10px 14px !important;
-  border-radius: 6px; color: #7f1d1d;}
-#caption {font-size: 1.05rem; min-height: 2.2em;}
+.block.cxr-note {border-left: 4px solid #1d4ed8; background: #eff6ff; padding: 6px 12px !important; border-radius: 6px;}
+.block.cxr-untrained {border-left: 4px solid #b91c1c; background: #fef2f2; padding: 6px 12px !important;
+  border-radius: 6px;}
+.cxr-untrained p {color: #7f1d1d;}
+.cxr-note p, .cxr-untrained p {margin: 0 !important; font-size: 0.9rem !important;}
+#caption {min-height: 1.6em;}
+#findings button {cursor: pointer;}
+#findings dt {font-family: var(--font) !important;}
+#findings dd.confidence {display: none;}  /* whole percents: the one-decimal value is in each row's name */
+#about code {overflow-wrap: anywhere; white-space: normal;}
+#examples img {height: 72px; width: 72px; object-fit: cover;}
+@media (max-width: 640px) {
+  /* A phone gets one column, results first: upload, images, caption, findings, then the controls and examples. */
+  h1 {font-size: 1.05rem !important; margin: 0 !important;}
+  .block.cxr-note, .block.cxr-untrained {padding: 4px 8px !important;}
+  .cxr-note p, .cxr-untrained p {font-size: 0.75rem !important; line-height: 1.3 !important;}
+  #main {flex-direction: column; flex-wrap: nowrap;}
+  #main > .column {display: contents;}
+  #upload {order: 1;} #images {order: 2;} #caption {order: 3;} #findings {order: 4;} #controls {order: 5;}
+  #examples {order: 6;}
+  #images {flex-wrap: nowrap !important; gap: 6px !important;}
+  #images > div {min-width: 0 !important;}
+  #findings button {padding-top: 0; padding-bottom: 0;}
+}
 """
 
 
@@ -60,16 +87,17 @@ def build_demo(served: ServedModel, forget_after_s: int = 120) -> gr.Blocks:
     """
     config = served.config
     labels = list(config.labels)
+    choices = [(display_name(label), label) for label in labels]
+    model = BatchingPredictor(served.predictor, max_batch_size=MAX_BATCH_SIZE)
     sweep = max(1, forget_after_s // 2)
     # Served from examples/ as they are: copies in Gradio's cache would be swept away with the uploads.
-    gr.set_static_paths(EXAMPLES)
+    gr.set_static_paths([*EXAMPLES, *THUMBNAILS])
     with gr.Blocks(title="Chest X-ray findings with Grad-CAM", delete_cache=(sweep, forget_after_s)) as demo:
         gr.Markdown("# Chest X-ray findings with Grad-CAM")
         gr.Markdown(
-            "**Research demo — not a medical device.** Not for diagnosis or treatment decisions. "
-            f"{trained_on(config)} Probabilities are the model's, for {len(labels)} ChestX-ray14 labels; "
-            "a heatmap shows where the model looked for a label (Grad-CAM), not the extent of a finding, and is "
-            "scaled per label, so always read it together with the label's probability.",
+            "**Research demo — not a medical device;** not for diagnosis or treatment. "
+            f"{trained_on(config)} Heatmaps show where the model looked, not a finding's extent; "
+            "each is scaled on its own, so read it with the label's probability.",
             elem_classes="cxr-note",
         )
         banner = weights_banner(served)
@@ -81,70 +109,81 @@ def build_demo(served: ServedModel, forget_after_s: int = 120) -> gr.Blocks:
                 elem_id="untrained-banner" if alarming else "weights-banner",
             )
         result = gr.State(None, time_to_live=SESSION_TTL_S)
-        with gr.Row(equal_height=False):
-            with gr.Column(scale=3, min_width=300):
+        refusal = gr.State(None)  # why the last upload was refused, for the error toast
+        with gr.Row(equal_height=False, elem_id="main"):
+            with gr.Column(scale=3, min_width=260):
                 upload = gr.File(
                     label="Chest X-ray: PNG, JPEG or DICOM (.dcm)",
                     file_count="single",
                     type="filepath",
-                    height=130,
+                    height=96,
                     elem_id="upload",
                 )
-                gr.Examples(
-                    examples=[[str(path)] for path in EXAMPLES],
-                    inputs=[upload],
+                examples = gr.Dataset(
                     label="Or try a radiograph from the NIH ChestX-ray14 data set",
-                    example_labels=[path.stem for path in EXAMPLES],
+                    components=[gr.Image(type="filepath", render=False)],
+                    samples=[[str(path)] for path in THUMBNAILS],
+                    layout="gallery",
+                    type="index",
+                    elem_id="examples",
                 )
+            with gr.Column(scale=7, min_width=320):
+                with gr.Row(equal_height=True, elem_id="images"):
+                    with gr.Column(min_width=150):
+                        original = gr.Image(
+                            label="Radiograph", show_label=False, type="numpy", format=IMAGE_FORMAT, interactive=False,
+                            buttons=["fullscreen"], elem_id="original",
+                        )  # fmt: skip
+                    with gr.Column(min_width=150):
+                        overlay = gr.Image(
+                            label="Grad-CAM heatmap", show_label=False, type="numpy", format=IMAGE_FORMAT,
+                            interactive=False, buttons=["download", "fullscreen"], elem_id="overlay",
+                        )  # fmt: skip
+                caption = gr.Markdown("Upload a chest X-ray to see findings.", elem_id="caption")
+                with gr.Row(elem_id="controls"):
+                    label = gr.Dropdown(
+                        choices=choices, value=labels[0], label="Heatmap for", scale=3, min_width=200,
+                        elem_id="label-choice",
+                    )  # fmt: skip
+                    opacity = gr.Slider(
+                        0.0, 1.0, value=DEFAULT_OPACITY, step=0.05, label="Heatmap opacity", scale=2, min_width=160
+                    )
+            with gr.Column(scale=4, min_width=260):
                 findings = gr.Label(
-                    label=f"Findings ({POSITIVE_MARK} = at or above threshold)",
+                    label=f"Findings ({POSITIVE_MARK} = at or above threshold; click one for its heatmap)",
                     num_top_classes=len(labels),
                     show_heading=False,
                     elem_id="findings",
                 )
-            with gr.Column(scale=7, min_width=480):
-                with gr.Row(equal_height=True):
-                    with gr.Column(min_width=220):
-                        gr.Markdown("**Radiograph**")
-                        original = gr.Image(
-                            label="Radiograph", show_label=False, type="numpy", format="png", interactive=False,
-                            buttons=["fullscreen"], elem_id="original",
-                        )  # fmt: skip
-                    with gr.Column(min_width=220):
-                        gr.Markdown("**Grad-CAM heatmap**")
-                        overlay = gr.Image(
-                            label="Grad-CAM heatmap", show_label=False, type="numpy", format="png",
-                            interactive=False, buttons=["download", "fullscreen"], elem_id="overlay",
-                        )  # fmt: skip
-                caption = gr.Markdown("Upload a chest X-ray to see findings.", elem_id="caption")
-                with gr.Row():
-                    label = gr.Dropdown(
-                        choices=labels, value=labels[0], label="Heatmap for", scale=3, min_width=260,
-                        elem_id="label-choice",
-                    )  # fmt: skip
-                    opacity = gr.Slider(
-                        0.0, 1.0, value=DEFAULT_OPACITY, step=0.05, label="Heatmap opacity", scale=2, min_width=200
-                    )
         with gr.Accordion("About the model and these weights", open=False):
-            gr.Markdown(about_markdown(served))
+            gr.Markdown(about_markdown(served), elem_id="about")
         if served.model_card:
             with gr.Accordion("Model card", open=False):
                 gr.Markdown(served.model_card)
         with gr.Accordion("API answer for this image (JSON)", open=False):
             answer = gr.JSON(label="API answer", elem_id="api-json")
 
+        def predict_file(path: str) -> Prediction:
+            """Decode here, in the caller's thread (a bad file fails only its request), then share a forward."""
+            try:
+                image = load_image(path)
+            except InvalidImageError as err:
+                log.info("Refused an upload: %s", err)  # the message never quotes file contents or DICOM elements
+                raise gr.Error(str(err), title=REFUSED, print_exception=False) from None  # logged above
+            return model.predict(image)
+
         def analyse_upload(path: str | None, opacity_value: float):
             if path is None:
-                return _cleared(labels, "Upload a chest X-ray to see findings.")
+                return _cleared(choices, "Upload a chest X-ray to see findings.")
             try:
-                prediction = _predict(served, path)
+                prediction = predict_file(path)
             except gr.Error as err:
                 # Clear the previous image's results: they must never sit next to another file's name.
-                gr.Warning(err.message, title=REFUSED)
-                return _cleared(labels, f"**{REFUSED}.** {err.message}")
+                return _cleared(choices, f"**{REFUSED}.** {err.message}", refused=err.message)
             shown = top_label(prediction)
             return (
                 prediction,
+                None,
                 _grayscale_uint8(prediction.image),
                 prediction.overlay(shown, opacity=opacity_value),
                 _marked_confidences(prediction),
@@ -153,20 +192,31 @@ def build_demo(served: ServedModel, forget_after_s: int = 120) -> gr.Blocks:
                 prediction_record(prediction, served),
             )
 
+        def tell_refusal(message: str | None) -> None:
+            """An error toast for a refused upload (Gradio titles every error toast "Error": the text names it)."""
+            if message:
+                raise gr.Error(f"{REFUSED}: {message}", title=REFUSED, print_exception=False)
+
         def redraw(prediction: Prediction | None, label_value: str, opacity_value: float):
             if prediction is None:
                 return None, "The result for this image has expired or there is none yet: upload an image."
             return prediction.overlay(label_value, opacity=opacity_value), _caption(prediction, label_value)
+
+        def show_finding(prediction: Prediction | None, opacity_value: float, selected: gr.SelectData):
+            shown = {_finding_name(prediction, label): label for label in labels} if prediction else {}
+            chosen = shown.get(selected.value, labels[0])
+            return (*redraw(prediction, chosen, opacity_value), gr.update(value=chosen))
 
         model_events = dict(concurrency_id="model", concurrency_limit=MODEL_CONCURRENCY)
         render_events = dict(concurrency_id="render", concurrency_limit=RENDER_CONCURRENCY, trigger_mode="always_last")
         upload.change(
             analyse_upload,
             inputs=[upload, opacity],
-            outputs=[result, original, overlay, findings, label, caption, answer],
+            outputs=[result, refusal, original, overlay, findings, label, caption, answer],
             api_visibility="private",
             **model_events,
-        )
+        ).then(tell_refusal, inputs=[refusal], outputs=None, api_visibility="private", **render_events)
+        examples.click(lambda i: str(EXAMPLES[i]), inputs=[examples], outputs=[upload], api_visibility="private")
         gr.on(
             [label.input, opacity.release],
             redraw,
@@ -175,15 +225,22 @@ def build_demo(served: ServedModel, forget_after_s: int = 120) -> gr.Blocks:
             api_visibility="private",
             **render_events,
         )
+        findings.select(
+            show_finding,
+            inputs=[result, opacity],
+            outputs=[overlay, caption, label],
+            api_visibility="private",
+            **render_events,
+        )
 
         def predict(image: str) -> tuple[dict[str, Any], np.ndarray]:
             """All labels' probabilities, thresholds and positives, and the most probable label's heatmap."""
-            prediction = _predict(served, image)
+            prediction = predict_file(image)
             return prediction_record(prediction, served), prediction.overlay(top_label(prediction), DEFAULT_OPACITY)
 
         def cam(image: str, label: str, opacity: float = DEFAULT_OPACITY) -> tuple[dict[str, Any], np.ndarray]:
             """One label's heatmap over the image, with that label's probability, threshold and verdict."""
-            prediction = _predict(served, image)
+            prediction = predict_file(image)
             return cam_record(prediction, label, served), prediction.overlay(label, opacity)
 
         def describe_model() -> dict[str, Any]:
@@ -197,42 +254,35 @@ def build_demo(served: ServedModel, forget_after_s: int = 120) -> gr.Blocks:
     return demo
 
 
-def _predict(served: ServedModel, path: str) -> Prediction:
-    """Run the model on an uploaded file; bad input becomes a message in the page or API answer."""
-    try:
-        return served.predictor.predict(path)
-    except InvalidImageError as err:
-        log.info("Refused an upload: %s", err)  # the message never quotes file contents or DICOM elements
-        raise gr.Error(str(err), title=REFUSED, print_exception=False) from None  # logged above
-
-
-def _cleared(labels: list[str], message: str) -> tuple:
+def _cleared(choices: list[tuple[str, str]], message: str, refused: str | None = None) -> tuple:
     """Outputs of the upload event with no result: empty panels and ``message`` under the images."""
-    return None, None, None, None, gr.update(choices=labels, value=labels[0]), message, None
+    return None, refused, None, None, None, gr.update(choices=choices, value=choices[0][1]), message, None
 
 
 def _grayscale_uint8(image: np.ndarray) -> np.ndarray:
     return np.rint(np.clip(image, 0.0, 1.0) * 255).astype(np.uint8)
 
 
+def _finding_name(prediction: Prediction, label: str) -> str:
+    """A findings row, ``"Pleural thickening ▲ 50.3%"``: one decimal, so 50.3% ▲ never sits beside an unmarked 50%."""
+    mark = f" {POSITIVE_MARK}" if label in prediction.positive else ""
+    return f"{display_name(label)}{mark} {prediction.probability_by_label[label]:.1%}"
+
+
 def _marked_confidences(prediction: Prediction) -> dict[str, float]:
-    """``{label: probability}`` for gr.Label, with labels at or above their threshold marked."""
-    positive = set(prediction.positive)
-    return {
-        (f"{label} {POSITIVE_MARK}" if label in positive else label): p
-        for label, p in prediction.probability_by_label.items()
-    }
+    """``{row name: probability}`` for gr.Label (it sorts them), with labels at or above their threshold marked."""
+    return {_finding_name(prediction, label): p for label, p in prediction.probability_by_label.items()}
 
 
 def _ranked_choices(prediction: Prediction) -> list[tuple[str, str]]:
-    """Dropdown entries, most probable first: ("Effusion — 73.2% ▲", "Effusion")."""
-    positive = set(prediction.positive)
-    ranked = sorted(prediction.probability_by_label.items(), key=lambda item: -item[1])
-    return [(f"{label} — {p:.1%}" + (f" {POSITIVE_MARK}" if label in positive else ""), label) for label, p in ranked]
+    """Dropdown entries, most probable first: ("Pleural thickening ▲ 73.2%", "Pleural_Thickening")."""
+    ranked = sorted(prediction.labels, key=lambda label: -prediction.probability_by_label[label])
+    return [(_finding_name(prediction, label), label) for label in ranked]
 
 
 def _caption(prediction: Prediction, label: str) -> str:
-    return f"**Heatmap of {prediction.caption(label)}**"
+    """The library's caption of ``label``'s map, with the label's display name."""
+    return f"**Heatmap of {display_name(label)}{prediction.caption(label).removeprefix(label)}**"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -249,7 +299,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--forget-after", type=int, default=120, metavar="SECONDS",
         help="delete uploads and rendered images from disk after this long (default 120)",
     )  # fmt: skip
+    parser.add_argument(
+        "--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS") or len(os.sched_getaffinity(0))),
+        help="torch threads for the one forward pass at a time (default: $OMP_NUM_THREADS, else the usable cores)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("cxr").setLevel(logging.INFO)  # ours only: other libraries' request logs name file paths
     served = load_served_model(args.weights)  # never fails: see cxr.sources for the order and the log for why

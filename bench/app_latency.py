@@ -1,74 +1,137 @@
-"""Latency of the running Space's API, and what a label switch costs compared with a model run.
+"""Latency of the Space's API against the library on the same image, and where a ``/predict`` call's time goes.
 
-    python app.py --weights DIR &                       # the server under test
-    python bench/app_latency.py --url http://127.0.0.1:7860/ --weights DIR
+    python -m bench.app_latency --weights DIR [--repeats 12] [--profile]
 
-Prints median/p90 seconds of ``/predict`` (sequential), the wall time of N concurrent calls, and, in
-this process, one ``Predictor.predict`` against one ``Prediction.overlay`` (what switching the label
-or opacity re-runs on the server: no model).
+Starts ``app.py`` on 127.0.0.1 with the weights (``tests/live_server.running_app``, torch using every
+core), then times on one real 1024 px NIH PNG, one call at a time: ``Predictor.predict`` in this process,
+``/predict`` and ``/cam`` through gradio_client, and one overlay redraw (what a label switch costs). The
+ratio ``/predict`` p50 / in-process p50 is the number to watch.
+
+``--profile`` runs the server with Gradio's own tracer (``GRADIO_PROFILING=1``) and splits a ``/predict``
+call into: upload, queue wait, preprocess (moving the upload into the cache), the function (split here,
+in-process, into decode, model and overlay rendering), postprocess (encoding the overlay and writing it to
+the cache), the overlay's download, and the rest (event protocol, HTTP round trips, JSON).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from pathlib import Path
 
+import httpx
+import torch
 from gradio_client import Client, handle_file
 
+from cxr.io import load_image
 from cxr.predictor import Predictor
+from cxr.serving import top_label
+from tests.live_server import running_app
 
 ROOT = Path(__file__).resolve().parents[1]
-IMAGES = sorted((ROOT / "examples").glob("*.png"))
+IMAGE = ROOT / "examples" / "00000001_000.png"
 
 
-def _timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
+def timed(fn: Callable[[], object], repeats: int) -> list[float]:
+    """Seconds of ``repeats`` calls of ``fn``."""
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        seconds.append(time.perf_counter() - start)
+    return seconds
 
 
-def _summary(name: str, seconds: list[float]) -> str:
-    ordered = sorted(seconds)
-    p90 = ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))]
-    return f"{name:<34} median {statistics.median(ordered):6.3f} s   p90 {p90:6.3f} s   (n={len(ordered)})"
+def p50_ms(values: list[float], scale: float = 1000.0) -> float:
+    return statistics.median(values) * scale
+
+
+def profile_rows(url: str, file: dict, predictor: Predictor, repeats: int) -> list[tuple[str, float]]:
+    """(phase, p50 ms) of ``/predict`` calls, from the server's traces and this process's own clocks."""
+    raw = Client(url, verbose=False, download_files=False, analytics_enabled=False)
+    api = f"{url}gradio_api/profiling"
+    httpx.post(f"{api}/clear", timeout=30).raise_for_status()
+    calls, downloads = [], []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        _, overlay = raw.predict(file, api_name="/predict")
+        calls.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        httpx.get(overlay["url"], timeout=30).raise_for_status()
+        downloads.append(time.perf_counter() - start)
+    server = [t for t in httpx.get(f"{api}/traces", timeout=30).json() if t["fn_name"] == "predict"]
+    upload = httpx.get(f"{api}/summary", timeout=30).json()["upload"]["p50"]
+
+    def phase(name: str) -> float:
+        return statistics.median(t[f"{name}_ms"] for t in server)
+
+    image = load_image(IMAGE)
+    prediction = predictor.predict_batch([image])[0]
+    rows = [
+        ("upload (server side)", upload),
+        ("queue wait", phase("queue_wait")),
+        ("preprocess: upload into the cache", phase("preprocess")),
+        ("function", phase("fn_call")),
+        ("  in-process: decode", p50_ms(timed(lambda: load_image(IMAGE), repeats))),
+        ("  in-process: model (predict_batch of 1)", p50_ms(timed(lambda: predictor.predict_batch([image]), repeats))),
+        ("  in-process: overlay rendering", p50_ms(timed(lambda: prediction.overlay(top_label(prediction)), repeats))),
+        ("postprocess: overlay encoding + cache write", phase("postprocess")),
+        ("download of the overlay", p50_ms(downloads)),
+    ]
+    server_side = upload + phase("queue_wait") + phase("total")
+    rows.append(("rest: event protocol, HTTP, JSON", p50_ms(calls) - server_side))
+    rows.append(("whole call, client side, with the download", p50_ms(calls) + p50_ms(downloads)))
+    return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--url", required=True, help="a running app.py")
-    parser.add_argument("--weights", type=Path, help="the same weights folder, for the in-process comparison")
+    parser.add_argument("--weights", type=Path, required=True, help="weights folder the server and this process load")
     parser.add_argument("--repeats", type=int, default=12)
-    parser.add_argument("--concurrent", type=int, default=16)
+    parser.add_argument("--profile", action="store_true", help="split /predict into phases (Gradio's tracer)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=len(os.sched_getaffinity(0)),
+        help="torch threads, server and here (default: cores)",
+    )
     args = parser.parse_args()
 
-    client = Client(args.url, verbose=False, analytics_enabled=False)
-    files = [handle_file(str(path)) for path in IMAGES]
-    client.predict(files[0], api_name="/predict")  # warm-up
-    sequential = [
-        _timed(lambda i=i: client.predict(files[i % len(files)], api_name="/predict")) for i in range(args.repeats)
-    ]
-    print(_summary("/predict, one at a time", sequential))
-    cam = [_timed(lambda: client.predict(files[0], "Effusion", 0.5, api_name="/cam")) for _ in range(args.repeats)]
-    print(_summary("/cam, one at a time", cam))
-
-    def call(i: int) -> None:
-        client.predict(files[i % len(files)], api_name="/predict")
-
-    with ThreadPoolExecutor(args.concurrent) as pool:
-        wall = _timed(lambda: list(pool.map(call, range(args.concurrent))))
-    name = f"{args.concurrent} concurrent /predict calls"
-    print(f"{name:<34} wall   {wall:6.3f} s   ({args.concurrent / wall:.2f} calls/s)")
-
-    if args.weights:
-        predictor = Predictor.from_pretrained(args.weights)
-        prediction = predictor.predict(IMAGES[0])
-        model = [_timed(lambda: predictor.predict(IMAGES[0])) for _ in range(args.repeats)]
-        redraw = [_timed(lambda: prediction.overlay("Effusion", 0.5)) for _ in range(args.repeats)]
-        print(_summary("in-process Predictor.predict", model))
-        print(_summary("in-process overlay (label switch)", redraw))
+    # The same torch threads on both sides of a ratio (live_server's test default for the server is 1).
+    torch.set_num_threads(args.threads)
+    env = {"OMP_NUM_THREADS": str(args.threads)}
+    env |= {"GRADIO_PROFILING": "1"} if args.profile else {}
+    predictor = Predictor.from_pretrained(args.weights, device="cpu")
+    with tempfile.TemporaryDirectory(prefix="cxr-latency-") as tmp, running_app(args.weights, Path(tmp), **env) as app:
+        client = Client(app.url, verbose=False, download_files=Path(tmp) / "downloads", analytics_enabled=False)
+        file = handle_file(str(IMAGE))
+        client.predict(file, api_name="/predict")  # warm-up: first-call allocations on both sides
+        prediction = predictor.predict(IMAGE)
+        # Interleaved, so that a busy spell of the shared machine hits both sides alike.
+        local, remote, cam = [], [], []
+        for _ in range(args.repeats):
+            local += timed(lambda: predictor.predict(IMAGE), 1)
+            remote += timed(lambda: client.predict(file, api_name="/predict"), 1)
+            cam += timed(lambda: client.predict(file, "Effusion", 0.5, api_name="/cam"), 1)
+        redraw = timed(lambda: prediction.overlay("Effusion", 0.5), args.repeats)
+        base = p50_ms(local)
+        print(f"| what (p50 of {args.repeats}) | ms | × in-process predict |\n| --- | ---: | ---: |")
+        for name, ms in [
+            ("in-process `Predictor.predict`", base),
+            ("`/predict` through gradio_client", p50_ms(remote)),
+            ("`/cam` through gradio_client", p50_ms(cam)),
+            ("in-process overlay redraw (label switch)", p50_ms(redraw)),
+        ]:
+            print(f"| {name} | {ms:.0f} | {ms / base:.2f} |", flush=True)
+        rows = profile_rows(app.url, file, predictor, args.repeats) if args.profile else []
+    if rows:
+        print("\n| `/predict`, phase (p50) | ms |\n| --- | ---: |")
+        for name, ms in rows:
+            print(f"| {name} | {ms:.1f} |")
 
 
 if __name__ == "__main__":

@@ -1,17 +1,21 @@
 """Load test of the Space: N concurrent gradio_client users against app.py on 127.0.0.1.
 
-    python -m bench.load --weights DIR [--users 4] [--requests 500] [--seconds 900]
+    python -m bench.load --weights DIR [--users 1 4 16] [--requests 500] [--seconds 900]
 
-Starts the real server, warms it up, then lets ``--users`` clients call ``/predict`` (every 5th call
-``/cam``) on the real NIH examples until ``--requests`` calls are done or ``--seconds`` have passed;
-every loop stops by itself. Prints throughput, p50/p95 latency, failures and the server's resident
-memory before and after. ``tests/test_load.py`` runs a short version.
+Starts the real server (torch using every core), then for each number of ``--users``: warms it up and
+lets that many clients call ``/predict`` (every 5th call ``/cam``) on the real NIH examples until
+``--requests`` calls are done or ``--seconds`` have passed; every loop stops by itself. Prints, per number
+of users, throughput, p50/p95 latency, failures and the server's resident memory before and after, and
+the throughput as a ratio of what ``Predictor.predict_batch`` sustains alone in this process on the same
+images (4 per forward), measured just before and after each load while the server is idle. ``tests/test_load.py`` runs a
+short version.
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import statistics
 import tempfile
 import threading
@@ -20,8 +24,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 from gradio_client import Client, handle_file
 
+from cxr.io import load_image
+from cxr.predictor import Predictor
 from tests.live_server import running_app
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,17 +51,6 @@ class LoadResult:
     def percentile(self, q: float) -> float:
         ordered = sorted(self.latencies_s)
         return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-    def table(self) -> str:
-        rows = [
-            ("users", f"{self.users}"),
-            ("requests (failures)", f"{self.requests} ({len(self.failures)})"),
-            ("throughput", f"{len(self.latencies_s) / self.wall_s:.2f} requests/s"),
-            ("latency p50 / p95", f"{statistics.median(self.latencies_s):.2f} s / {self.percentile(0.95):.2f} s"),
-            ("server RSS before → after", f"{self.rss_before_mb:.0f} MB → {self.rss_after_mb:.0f} MB"),
-            ("RSS growth", f"{self.rss_after_mb - self.rss_before_mb:+.0f} MB"),
-        ]
-        return "| measure | value |\n| --- | --- |\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
 
 
 def resident_mb(pid: int) -> float:
@@ -111,18 +107,52 @@ def _drive(url: str, files: list, users: int, max_requests: int, max_seconds: fl
             future.result()
 
 
+def predict_batch_rate(predictor: Predictor, repeats: int = 2, batch_size: int = 4) -> float:
+    """Images per second of ``Predictor.predict_batch`` on the examples (decoded each time, as the server does)."""
+    paths = [IMAGES[i % len(IMAGES)] for i in range(batch_size)]
+    start = time.perf_counter()
+    for _ in range(repeats):
+        predictor.predict_batch([load_image(path) for path in paths], batch_size)
+    return repeats * batch_size / (time.perf_counter() - start)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--weights", type=Path, required=True, help="weights folder the server loads")
-    parser.add_argument("--users", type=int, default=4)
-    parser.add_argument("--requests", type=int, default=500)
-    parser.add_argument("--seconds", type=float, default=900)
+    parser.add_argument("--users", type=int, nargs="+", default=[4])
+    parser.add_argument("--requests", type=int, default=500, help="per number of users")
+    parser.add_argument("--seconds", type=float, default=900, help="per number of users")
+    parser.add_argument("--warmup", type=int, default=2, help="warm-up requests per user")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=len(os.sched_getaffinity(0)),
+        help="torch threads, server and here (default: cores)",
+    )
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="cxr-load-") as tmp, running_app(args.weights, Path(tmp)) as app:
-        result = run_load(app.url, app.pid, args.users, args.requests, args.seconds)
-    print(result.table())
-    for failure in result.failures[:10]:
-        print("failure:", failure)
+    # The same torch threads on both sides of a ratio (live_server's test default for the server is 1).
+    torch.set_num_threads(args.threads)
+    env = {"OMP_NUM_THREADS": str(args.threads)}
+    predictor = Predictor.from_pretrained(args.weights, device="cpu")
+    predict_batch_rate(predictor, repeats=1)  # warm-up
+    print("| users | requests (failures) | throughput | `predict_batch` alone | ratio | p50 / p95 | server RSS |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |", flush=True)
+    with tempfile.TemporaryDirectory(prefix="cxr-load-") as tmp, running_app(args.weights, Path(tmp), **env) as app:
+        for users in args.users:
+            # The reference runs just before and after each load, while the server is idle: the shared machine's
+            # busy spells then weigh on both sides of the ratio alike.
+            before = predict_batch_rate(predictor)
+            r = run_load(app.url, app.pid, users, args.requests, args.seconds, args.warmup)
+            reference = (before + predict_batch_rate(predictor)) / 2
+            rate = len(r.latencies_s) / r.wall_s
+            print(
+                f"| {users} | {r.requests} ({len(r.failures)}) | {rate:.2f}/s | {reference:.2f}/s | "
+                f"{rate / reference:.2f} | {statistics.median(r.latencies_s):.2f} s / {r.percentile(0.95):.2f} s | "
+                f"{r.rss_before_mb:.0f} → {r.rss_after_mb:.0f} MB |",
+                flush=True,
+            )
+            for failure in r.failures[:10]:
+                print("failure:", failure)
 
 
 if __name__ == "__main__":

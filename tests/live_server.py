@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from tests.conftest import ROOT
 
 STARTUP_TIMEOUT_S = 180  # importing torch and gradio on a busy 2-core machine
@@ -90,3 +92,10 @@ def _wait_until_up(url: str, server: subprocess.Popen, log_path: Path) -> None:
             pass
         time.sleep(0.5)
     raise RuntimeError(f"app.py did not answer within {STARTUP_TIMEOUT_S} s:\n{log_path.read_text()}")
+
+
+def assert_same_picture(actual: np.ndarray, expected: np.ndarray) -> None:
+    """Same size and the same picture up to the server's JPEG loss (~41 dB PSNR; another label's map is ~16 dB off)."""
+    assert actual.shape == expected.shape
+    mse = np.mean((actual.astype(float) - expected.astype(float)) ** 2)
+    assert 10 * np.log10(255**2 / mse) >= 35

@@ -25,7 +25,7 @@ from cxr.weights import save_model, sha256_of
 from tests.bad_inputs import PATIENT_IDENTIFIERS, build_corpus, identified_dicom
 from tests.conftest import NIH_EXAMPLES, ROOT, make_model
 from tests.hub_standin import HubStandIn
-from tests.live_server import LiveApp, running_app
+from tests.live_server import LiveApp, assert_same_picture, running_app
 
 FORGET_AFTER_S = 20  # the server deletes uploads and renders this long after writing them
 
@@ -53,13 +53,6 @@ def _rgb(path: str) -> np.ndarray:
         return np.asarray(image)
 
 
-def _assert_same_picture(actual: np.ndarray, expected: np.ndarray) -> None:
-    """Same size and the same pixels, but for the few where float noise moves the heat to the next colormap entry."""
-    assert actual.shape == expected.shape
-    difference = np.abs(actual.astype(int) - expected.astype(int))
-    assert difference.max() <= 8 and (difference > 1).mean() < 0.005
-
-
 def test_the_readme_client_example_runs_against_the_app(app: LiveApp, predictor, tiny_weights, tmp_path) -> None:
     """The documented gradio_client example, taken from README.md as written, run against the live server."""
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -76,8 +69,8 @@ def test_the_readme_client_example_runs_against_the_app(app: LiveApp, predictor,
     assert abs(probability - expected.probability_by_label["Cardiomegaly"]) < 1e-5 and threshold == 0.5
     overlay_label, overlay_path = overlay.split(" ", 1)
     assert overlay_label == expected.labels[int(expected.probabilities.argmax())]
-    with Image.open(overlay_path) as png:
-        assert png.format == "PNG" and png.size == (1024, 1024)
+    with Image.open(overlay_path) as jpeg:
+        assert jpeg.format == "JPEG" and jpeg.size == (1024, 1024)
     assert caption == expected.caption("Effusion")
     assert sha256 == sha256_of(tiny_weights / "model.safetensors")
 
@@ -96,7 +89,7 @@ def test_predict_equals_the_library_predictor_on_real_nih_images(client: Client,
     assert answer["positive"] == expected.positive
     top = CHESTXRAY14_LABELS[int(expected.probabilities.argmax())]
     assert answer["overlay_label"] == top
-    _assert_same_picture(_rgb(overlay_path), expected.overlay(top, opacity=0.5))
+    assert_same_picture(_rgb(overlay_path), expected.overlay(top, opacity=0.5))
     assert _rgb(overlay_path).shape == (*load_image(image).shape, 3)
 
 
@@ -112,7 +105,7 @@ def test_cam_endpoint_draws_the_chosen_label_with_its_probability(client: Client
         assert answer["threshold"] == pytest.approx(float(expected.thresholds[i]))
         assert answer["positive"] == (label in expected.positive)
         overlays[label] = _rgb(overlay_path)
-        _assert_same_picture(overlays[label], expected.overlay(label, opacity=0.7))
+        assert_same_picture(overlays[label], expected.overlay(label, opacity=0.7))
     changed = np.abs(overlays["Effusion"].astype(int) - overlays["Cardiomegaly"].astype(int)).max(axis=2) > 10
     assert changed.mean() > 0.05  # two labels' maps differ across much of the image
     with pytest.raises(AppError, match="Fracture is not in the list of choices"):
@@ -175,7 +168,7 @@ def test_dicom_identifiers_appear_in_no_answer_log_or_file(client: Client, app: 
     got = [answer["probabilities"][label] for label in CHESTXRAY14_LABELS]
     np.testing.assert_allclose(got, expected.probabilities, atol=1e-5, rtol=0)
     outputs = [json.dumps(answer), json.dumps(cam_answer), app.log()]
-    outputs += [Path(p).read_bytes().decode("latin-1") for p in (overlay_path, cam_path)]  # PNG text chunks too
+    outputs += [Path(p).read_bytes().decode("latin-1") for p in (overlay_path, cam_path)]  # image metadata too
     for text in outputs:
         for value in PATIENT_IDENTIFIERS.values():
             assert value not in text and value.replace("^", " ") not in text
@@ -206,9 +199,14 @@ def _files_named(folder: Path, name: str) -> list[Path]:
 @pytest.mark.slow  # a server started with nothing to serve but what the package holds
 def test_with_broken_weights_and_no_hub_the_app_still_serves_and_says_why(tmp_path) -> None:
     with running_app(None, tmp_path / "app", CXR_WEIGHTS="missing/folder") as live:
-        info = Client(live.url, verbose=False, analytics_enabled=False).predict(api_name="/model_info")
+        client = Client(live.url, verbose=False, analytics_enabled=False)
+        info = client.predict(api_name="/model_info")
+        answers = [client.predict(handle_file(str(path)), api_name="/predict")[0] for path in NIH_EXAMPLES[:2]]
         page = httpx.get(live.url, timeout=60).text
         log = live.log()
+    first, second = (np.array(list(answer["probabilities"].values())) for answer in answers)
+    assert np.abs(first - second).max() > 0.005  # two real radiographs, two different answers
+    assert all(answer["model"]["kind"] == info["kind"] for answer in answers)
     expected = "starter" if (STARTER_DIR / "config.json").is_file() else "demonstration"
     assert info["kind"] == expected
     assert info["why"].startswith("The weights asked for (missing/folder) could not be loaded:")
@@ -243,3 +241,18 @@ def test_without_a_folder_the_app_serves_the_pinned_hub_revision(tiny_weights: P
     assert info["weights_sha256"] == sha256_of(tiny_weights / "model.safetensors")
     assert info["weights_sha256"] != sha256_of(newer / "model.safetensors")
     assert f"at revision {DEFAULT_MODEL_REVISION} (commit `{pinned[:12]}`)" in page
+
+
+def _gray(path: Path, size: tuple[int, int] | None = None) -> np.ndarray:
+    with Image.open(path) as image:
+        gray = image.convert("L")
+        return np.asarray(gray.resize(size, Image.Resampling.BOX) if size else gray, dtype=float)
+
+
+@pytest.mark.parametrize("example", NIH_EXAMPLES, ids=lambda p: p.stem)
+def test_each_example_has_a_small_thumbnail_of_itself(example: Path) -> None:
+    thumbnail = example.parent / "thumbnails" / f"{example.stem}.jpg"
+    small = _gray(thumbnail)
+    assert max(small.shape) <= 160 and thumbnail.stat().st_size < 10_000
+    errors = [np.mean((small - _gray(path, small.shape[::-1])) ** 2) for path in NIH_EXAMPLES]
+    assert np.argmin(errors) == NIH_EXAMPLES.index(example) and min(errors) < 50  # itself, reduced; no other

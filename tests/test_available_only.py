@@ -80,6 +80,8 @@ def test_prepare_fit_evaluate_on_part_of_the_release(partial_nih: Path, tmp_path
     assert json.loads((weights / "split.json").read_text())["subset"] == training["data_subset"]
 
     evaluate = ["evaluate", "--weights", str(weights), "--data-dir", str(partial_nih), "--workers", "0"]
+    assert train_main([*evaluate, "--bootstrap", "20"]) == 2  # 25,592 official test images are not at hand
+    assert "images are neither under" in capsys.readouterr().err
     assert train_main([*evaluate, "--bootstrap", "20", "--available-only"]) == 0
     metrics = json.loads((weights / "evaluation" / "metrics.json").read_text())
     assert metrics["n_images"] == 4

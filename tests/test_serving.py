@@ -14,6 +14,7 @@ from cxr.provenance import trained_on
 from cxr.serving import (
     about_markdown,
     cam_record,
+    display_name,
     load_served_model,
     model_info,
     prediction_record,
@@ -185,3 +186,9 @@ def test_banner_says_what_is_served_and_why(documented_weights: Path, tiny_weigh
     assert not alarming and text.startswith("**Starter model, weak by design.**")
     assert "632 of 86,524 train_val images (the official split restricted to the images available)" in text
     assert "test mean AUROC 0.610 (95% CI 0.550–0.660) on 106 images of the test split" in text
+
+
+def test_display_names_are_readable_and_distinct() -> None:
+    names = [display_name(label) for label in CHESTXRAY14_LABELS]
+    assert display_name("Pleural_Thickening") == "Pleural thickening" and display_name("Effusion") == "Effusion"
+    assert len(set(names)) == len(names) and not any("_" in name for name in names)

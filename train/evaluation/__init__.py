@@ -2,6 +2,6 @@
 
 ``evaluate`` predicts a split and computes ``metrics`` (with patient ``bootstrap`` intervals),
 ``calibration``, ``subgroups``, ``localization`` and ``relabels``; ``tables``, ``report`` and
-``plots`` turn the numbers into Markdown and PNGs; ``publish`` stages the folder with a model card
-and uploads it. Fitting (data -> fit -> export) lives one level up, in ``train/``.
+``plots`` turn the numbers into Markdown and PNGs; ``card`` fills the model card; ``publish`` stages
+the folder with it and uploads it. Fitting (data -> fit -> export) lives one level up, in ``train/``.
 """

@@ -41,6 +41,7 @@ from train.data import (
     dataset_name,
     find_images,
     label_matrix,
+    official_split,
     read_bbox_list,
     read_split_list,
 )
@@ -322,7 +323,10 @@ def select_records(split: Split, args: argparse.Namespace, images: dict[str, Pat
     None when the whole official test list (or the whole validation split) is evaluated; otherwise
     ``{"used", "official", "description"}``, which metrics.json, the report and the model card state.
     """
-    records, val = getattr(split, args.split), split.val
+    # The test split is NIH's test_list.txt whatever images the training run had at hand (a model trained
+    # with --available-only may have seen no test image at all): split.json contributes validation only.
+    records = official_split(args.data_dir, 0.0).test if args.split == "test" else split.val
+    val = split.val
     if args.available_only:
         records, val = [r for r in records if r.image in images], [r for r in val if r.image in images]
     if not records:
