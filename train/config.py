@@ -51,7 +51,7 @@ class TrainConfig:
     precision: str = "auto"  # auto: bf16 on CUDA if supported, else fp16 + GradScaler; fp32 on CPU
     channels_last: bool = True  # NHWC memory layout (faster convolutions with tensor cores)
     compile: bool = False  # torch.compile the model
-    deterministic: bool = False  # deterministic kernels: bit-exact GPU reruns, somewhat slower
+    deterministic: bool = False  # deterministic kernels only (an op without one is an error): bit-exact reruns
     workers: int = min(8, os.cpu_count() or 1)  # DataLoader worker processes per rank
     eval_batch_size: int = 128  # images per forward pass in validation
     progress: bool = True  # progress bars on rank 0

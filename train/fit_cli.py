@@ -71,7 +71,8 @@ def _parser() -> argparse.ArgumentParser:
         choices=CHOICES["precision"])  # fmt: skip
     add("--channels-last", "NHWC memory layout", action=flag)
     add("--compile", "torch.compile the model", action=flag)
-    add("--deterministic", "deterministic kernels (bit-exact GPU reruns, slower)", action=flag)
+    add("--deterministic", "deterministic kernels only, an op without one stops the run (bit-exact reruns, slower)",
+        action=flag)  # fmt: skip
     add("--workers", "DataLoader worker processes per training process", type=int)
     add("--eval-batch-size", "images per validation forward pass", type=int)
     add("--no-progress", "no progress bars", dest="progress", action="store_false")

@@ -84,10 +84,7 @@ def _fit(cfg: TrainConfig, resume: bool, world: distributed.World, device: torch
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
-    torch.backends.cudnn.benchmark = not cfg.deterministic
-    if cfg.deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it for reproducible GEMMs
-        torch.use_deterministic_algorithms(True, warn_only=True)
+    set_determinism(cfg.deterministic)
     amp_dtype = _amp_dtype(cfg.precision, device)
     memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
     cfg = _plan_memory(cfg, device, amp_dtype, world, log)
@@ -288,6 +285,15 @@ def _open_cache(cfg: TrainConfig, names: list[str]) -> ImageCache:
             f"in {folder} (e.g. {missing[0]}): run `{command}` first{subset}."
         )
     return cache
+
+
+def set_determinism(enabled: bool) -> None:
+    """With ``enabled``, every kernel must be deterministic: an op without a deterministic version stops the
+    run with PyTorch's error naming it (instead of a warning), so ``--deterministic`` reruns are bit-exact."""
+    torch.backends.cudnn.benchmark = not enabled
+    if enabled:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it for reproducible GEMMs
+    torch.use_deterministic_algorithms(enabled, warn_only=False)
 
 
 def _amp_dtype(precision: str, device: torch.device) -> torch.dtype | None:
