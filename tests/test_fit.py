@@ -20,11 +20,12 @@ from train import __main__ as train_cli
 from train import checkpoint as ckpt
 from train.augment import Augmentation
 from train.cache import default_cache_dir
+from train.config import TrainError, make_config
 from train.data import find_images, label_matrix, official_split, read_split, records_by_name
 from train.evaluation.metrics import mean_auroc
 from train.export import CURVES_PLOT, METRICS_LOG, SPLIT_FILE, read_metrics_log
 from train.losses import batch_pos_weight, class_pos_weight
-from train.train import TrainError, fit, get_lr, make_config
+from train.train import fit, get_lr
 
 # -- recipes and options ---------------------------------------------------------------------------
 

@@ -10,9 +10,10 @@ import importlib
 import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
+    "download": ("train.download", "fetch the NIH archives and metadata, resumable and checksummed"),
     "synth": ("train.synth", "write a small synthetic dataset in the NIH layout"),
     "prepare": ("train.prepare", "decode and resize every image once into a uint8 cache"),
-    "fit": ("train.train", "train and export the best epoch as a weights folder"),
+    "fit": ("train.fit_cli", "train and export the best epoch as a weights folder"),
     "evaluate": ("train.evaluation.evaluate", "metrics, calibration, subgroups and localization on a split"),
     "publish": ("train.evaluation.publish", "write the model card and upload a weights folder to the Hub"),
     "starter": ("train.starter", "the validation sweep that made the bundled starter model (one GPU)"),

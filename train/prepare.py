@@ -4,15 +4,21 @@ Decoding a 1024² NIH PNG costs about 10 ms per core; reading a prepared row cos
 after this step training is bound by the GPU, not by PNG decoding. Images go through exactly the
 functions inference uses (:func:`cxr.io.load_image`, :func:`cxr.preprocess.fit_to_square`), on all
 cores, and an interrupted run picks up where it stopped.
+
+Images are found in every layout people have: NIH's archives as downloaded (``images_NN.tar.gz``, read in
+place), NIH's extracted ``images/``, Kaggle's ``images_001/images/...``, or one flat folder.
 """
 
 from __future__ import annotations
 
 import argparse
 import multiprocessing
+import multiprocessing.pool
 import os
+import shlex
 import sys
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -22,15 +28,19 @@ from tqdm import tqdm
 from cxr.config import ModelConfig
 from cxr.io import InvalidImageError, load_image
 from cxr.preprocess import fit_to_square
+from train.archives import find_archived_images, read_images
 from train.cache import CacheError, ImageCache, default_cache_dir
 from train.data import find_data_entry, find_images, read_data_entry
 
 FLUSH_EVERY = 1000  # rows between flushes of the memory maps
+IN_FLIGHT = 32  # images handed to each process ahead of the results (bounds the memory archives take)
+
+Task = tuple[int, str, "str | bytes", int]  # cache row, image name, file path or file bytes, image size
 
 
-def prepare_image(path: str | Path, image_size: int) -> np.ndarray:
-    """One file -> (S, S) uint8: ``round(255 * fit_to_square(load_image(path), S))``."""
-    square = fit_to_square(load_image(path), image_size)
+def prepare_image(source: str | Path | bytes, image_size: int) -> np.ndarray:
+    """One image (a path or a file's bytes) -> (S, S) uint8: ``round(255 * fit_to_square(load_image(source), S))``."""
+    square = fit_to_square(load_image(source), image_size)
     return np.rint(square * 255.0).astype(np.uint8)
 
 
@@ -38,12 +48,12 @@ def _init_worker() -> None:
     torch.set_num_threads(1)  # one image per process; parallelism comes from the processes
 
 
-def _work(task: tuple[int, str, int]) -> tuple[int, np.ndarray | str]:
-    row, path, image_size = task
+def _work(task: Task) -> tuple[int, np.ndarray | str]:
+    row, name, source, image_size = task
     try:
-        return row, prepare_image(path, image_size)
+        return row, prepare_image(source, image_size)
     except InvalidImageError as err:
-        return row, f"{Path(path).name}: {err}"
+        return row, f"{name}: {err}"
 
 
 def open_or_create(cache_dir: Path, names: list[str], image_size: int) -> ImageCache:
@@ -58,6 +68,18 @@ def open_or_create(cache_dir: Path, names: list[str], image_size: int) -> ImageC
             f"{image_size} px; choose another --cache-dir or delete that folder."
         )
     return cache
+
+
+def prepare_command(
+    data_dir: str | Path, image_size: int, cache_dir: str | Path | None = None, available_only: bool = False
+) -> str:
+    """The exact ``python -m train prepare`` command that fills the cache a run at ``image_size`` reads."""
+    words = ["python", "-m", "train", "prepare", "--data-dir", str(data_dir), "--image-size", str(image_size)]
+    if cache_dir:
+        words += ["--cache-dir", str(cache_dir)]
+    if available_only:
+        words.append("--available-only")
+    return shlex.join(words)
 
 
 def prepare(
@@ -77,9 +99,10 @@ def prepare(
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir(data_dir, image_size)
     names = [record.image for record in read_data_entry(find_data_entry(data_dir))]
     files = find_images(data_dir)
-    missing = [name for name in names if name not in files]
+    archived = {name: archive for name, archive in find_archived_images(data_dir).items() if name not in files}
+    missing = [name for name in names if name not in files and name not in archived]
     if available_only:
-        names = [name for name in names if name in files]
+        names = [name for name in names if name in files or name in archived]
         if not names:
             raise CacheError(f"No image listed in Data_Entry is under {data_dir}.")
     elif missing:
@@ -91,12 +114,13 @@ def prepare(
             f"and evaluate the {len(names) - len(missing):,} at hand."
         )
     cache = open_or_create(cache_dir, names, image_size)
-    todo = [(cache.row(name), str(files[name]), image_size) for name in cache.not_ready(names)]
+    todo = cache.not_ready(names)
     problems: list[str] = []
     workers = workers or os.cpu_count() or 1
     bar = tqdm(total=len(names), initial=len(names) - len(todo), unit="img", disable=not progress)
     try:
-        for count, (row, result) in enumerate(_results(todo, workers), start=1):
+        tasks = _tasks(cache, todo, files, archived, image_size)
+        for count, (row, result) in enumerate(_results(tasks, workers), start=1):
             if isinstance(result, str):
                 problems.append(result)
             else:
@@ -110,12 +134,32 @@ def prepare(
     return cache, problems
 
 
-def _results(todo: list[tuple[int, str, int]], workers: int) -> Iterator[tuple[int, np.ndarray | str]]:
+def _tasks(
+    cache: ImageCache, todo: list[str], files: dict[str, Path], archived: dict[str, Path], image_size: int
+) -> Iterator[Task]:
+    """The images still to prepare: files first, then each archive read through once for its share."""
+    for name in todo:
+        if name in files:
+            yield cache.row(name), name, str(files[name]), image_size
+    for archive in sorted({archived[name] for name in todo if name in archived}):
+        wanted = {name for name in todo if archived.get(name) == archive}
+        for name, data in read_images(archive, wanted):
+            yield cache.row(name), name, data, image_size
+
+
+def _results(tasks: Iterable[Task], workers: int) -> Iterator[tuple[int, np.ndarray | str]]:
+    """Prepared images in task order; at most ``IN_FLIGHT`` per process wait, so archives stream in bounded memory."""
     if workers == 1:
-        yield from map(_work, todo)
+        yield from map(_work, tasks)
         return
     with multiprocessing.Pool(workers, initializer=_init_worker) as pool:
-        yield from pool.imap_unordered(_work, todo, chunksize=8)
+        pending: deque[multiprocessing.pool.AsyncResult] = deque()
+        for task in tasks:
+            pending.append(pool.apply_async(_work, (task,)))
+            if len(pending) >= IN_FLIGHT * workers:
+                yield pending.popleft().get()
+        while pending:
+            yield pending.popleft().get()
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -144,7 +188,7 @@ def main(argv: list[str]) -> int:
         cache, problems = prepare(
             args.data_dir, args.image_size, args.cache_dir, args.workers, available_only=args.available_only
         )
-    except (CacheError, ValueError) as err:
+    except (CacheError, ValueError) as err:  # DataError is a ValueError
         print(f"error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

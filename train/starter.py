@@ -27,7 +27,8 @@ from train.export import METRICS_LOG
 SIZES = (256, 384, 512)
 LEARNING_RATES = (1e-3, 3e-4)
 SHARED = ["--no-pretrained", "--available-only", "--val-fraction", "0.2", "--seed", "0", "--warmup-epochs", "3"]
-SHARED += ["--weight-decay", "0.05", "--no-progress"]
+# The runs share one GPU, so each one's memory plan (which reads the free memory) is replaced by one micro-batch.
+SHARED += ["--weight-decay", "0.05", "--accum-steps", "1", "--no-progress"]
 
 
 def run_name(size: int, lr: float) -> str:

@@ -1,7 +1,10 @@
-"""``python -m train fit``: train CXRNet on NIH ChestX-ray14 (or a ``synth`` dataset), export the best epoch.
+"""The training loop: train CXRNet on NIH ChestX-ray14 (or a ``synth`` dataset), export the best epoch.
 
-Read it top to bottom: the config with its recipes, then ``fit`` (setup, resume, the loop,
-validation, checkpoint, export). One process, or several with the same code::
+Read ``_fit`` top to bottom: setup (run folder, memory plan, data, model, resume), then the loop, each
+epoch ending in validation, a checkpoint and the exported folder. Around it, one job per module: the
+config and its recipes (``train.config``), run.json and resuming (``train.runs``), an epoch's
+validation record and the export (``train.validation``), the command line (``train.fit_cli``).
+One process, or several with the same code::
 
     python -m train fit --data-dir NIH --out runs/r50
     torchrun --nproc-per-node 8 -m train fit --data-dir NIH --out runs/r50
@@ -14,16 +17,12 @@ A run folder holds ``checkpoints/epoch-NNNN.safetensors`` (the newest and the be
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
-import json
 import math
 import os
 import random
-import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,127 +34,23 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from cxr.config import IMAGENET_MEAN, IMAGENET_STD, ConfigError, ModelConfig
-from cxr.labels import LABEL_SETS, label_set
+from cxr.config import ModelConfig
+from cxr.labels import label_set
 from cxr.model import CXRNet, create_trunk, pretrained_mean_std
 from train import checkpoint as ckpt
-from train import distributed
+from train import distributed, memory
+from train.archives import images_at_hand
 from train.augment import Augmentation
-from train.cache import CacheError, ImageCache, default_cache_dir
-from train.data import DataError, dataset_name, find_images, official_split, write_split
+from train.cache import INDEX_FILE, ImageCache, default_cache_dir
+from train.config import NORMALIZATION, RUNTIME_FIELDS, TrainConfig, TrainError
+from train.data import dataset_name, official_split, write_split
 from train.dataset import CachedDataset, to_model_input
-from train.evaluation.metrics import choose_thresholds, json_number, mean_auroc, per_label_auroc
-from train.export import CURVES_PLOT, METRICS_LOG, SPLIT_FILE, export_weights, exported_epoch, write_metrics_log
+from train.export import SPLIT_FILE
 from train.inference import predict_logits
 from train.losses import batch_pos_weight, class_pos_weight, wang_betas, wang_weighted_bce
-from train.plots import plot_curves
-
-
-@dataclass
-class TrainConfig:
-    """Everything a run depends on; saved in every checkpoint. Defaults are the "default" recipe."""
-
-    # data
-    data_dir: str = ""  # NIH root: Data_Entry csv, train_val_list.txt, test_list.txt, image folders
-    cache_dir: str = ""  # prepared cache (default DATA_DIR/cache-IMAGE_SIZE, see `python -m train prepare`)
-    out: str = "runs/cxr"  # run folder: checkpoints/ and the exported weights/
-    labels: str = "chestxray14"  # chestxray14 (14 findings) or chestxray8 (the first 8)
-    val_fraction: float = 0.1  # share of train_val_list.txt patients held out for validation
-    available_only: bool = False  # official split restricted to the images under data_dir (part of the release)
-    # model
-    trunk: str = "resnet50"  # timm trunk name
-    image_size: int = 512  # network input side; the cache must be prepared at this size
-    pretrained: bool = True  # start the trunk from ImageNet weights (needs the Hub or the timm cache)
-    # optimisation
-    recipe: str = "default"  # name of the preset these values came from (see RECIPES)
-    epochs: int = 12  # the cosine schedule spans them all; the best epoch is exported
-    batch_size: int = 64  # images per optimizer step, over all processes and accumulation steps
-    accum_steps: int = 1  # micro-batches per optimizer step (gradient accumulation)
-    optimizer: str = "adamw"  # adamw (decoupled weight decay) or adam
-    lr: float = 3e-4  # peak learning rate
-    weight_decay: float = 0.01  # on conv and linear weights; never on biases or norm layers
-    warmup_epochs: float = 1.0  # linear warm-up from lr/steps to lr
-    schedule: str = "cosine"  # cosine (down to min_lr_ratio * lr) or constant
-    min_lr_ratio: float = 0.01  # final learning rate of the cosine schedule, relative to lr
-    pos_weight: str = "class-sqrt"  # class-sqrt: sqrt(#neg/#pos) per label; batch: #neg/#pos per batch;
-    # wang: Wang et al.'s beta_P / beta_N weighted cross-entropy, per batch; none
-    augment: bool = True  # mild rotation/zoom/shift and brightness/contrast/gamma jitter
-    hflip: bool = False  # left-right flips: off, they turn normal anatomy into dextrocardia
-    normalize: str = "imagenet"  # imagenet: the trunk's mean/std; none: plain [0, 1] (ToTensor), only
-    # without a pretrained trunk: ImageNet weights always get the mean/std they were trained with
-    # system
-    seed: int = 0  # model init, validation patients, sampling order, augmentation
-    device: str = "auto"  # auto (CUDA when available), cuda or cpu
-    precision: str = "auto"  # auto: bf16 on CUDA if supported, else fp16 + GradScaler; fp32 on CPU
-    channels_last: bool = True  # NHWC memory layout (faster convolutions with tensor cores)
-    compile: bool = False  # torch.compile the model
-    deterministic: bool = False  # deterministic kernels: bit-exact GPU reruns, somewhat slower
-    workers: int = min(8, os.cpu_count() or 1)  # DataLoader worker processes per rank
-    eval_batch_size: int = 128  # images per forward pass in validation
-    progress: bool = True  # progress bars on rank 0
-
-
-# Presets: field values over the TrainConfig defaults. Why the default looks like this: README / report.
-RECIPES: dict[str, dict[str, Any]] = {
-    "default": {},
-    # The original report, exactly: Adam 1e-4, batch 16, 5 epochs, BCE weighted per batch by #neg/#pos,
-    # resize + to-tensor (no mean/std normalisation, no augmentation), constant learning rate, 512 px.
-    "seed": {
-        "optimizer": "adam",
-        "lr": 1e-4,
-        "weight_decay": 0.0,
-        "batch_size": 16,
-        "epochs": 5,
-        "warmup_epochs": 0.0,
-        "schedule": "constant",
-        "pos_weight": "wang",
-        "augment": False,
-        "hflip": False,
-        "normalize": "none",
-        "image_size": 512,
-    },
-}
-NORMALIZATION = {
-    "imagenet": dict(mean=IMAGENET_MEAN, std=IMAGENET_STD),
-    "none": dict(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0)),
-}
-RUN_FILE = "run.json"  # the run's TrainConfig, in the run folder
-# Fields that may differ when a run is resumed (where things are, how fast): the rest is the run.
-RUNTIME_FIELDS = {"data_dir", "cache_dir", "device", "workers", "eval_batch_size", "progress", "compile"}
-CHOICES = {
-    "labels": tuple(LABEL_SETS),
-    "optimizer": ("adamw", "adam"),
-    "schedule": ("cosine", "constant"),
-    "pos_weight": ("class-sqrt", "batch", "wang", "none"),
-    "normalize": tuple(NORMALIZATION),
-    "precision": ("auto", "fp32", "bf16", "fp16"),
-}
-
-
-class TrainError(RuntimeError):
-    """A run that cannot start or continue; the message says what to do."""
-
-
-def make_config(recipe: str = "default", **overrides: Any) -> TrainConfig:
-    """The recipe's config with ``overrides`` (None values are ignored) applied and checked."""
-    if recipe not in RECIPES:
-        raise TrainError(f"Unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)}.")
-    changes = {key: value for key, value in overrides.items() if value is not None}
-    return validate(TrainConfig(**{**RECIPES[recipe], **changes, "recipe": recipe}))
-
-
-def validate(cfg: TrainConfig) -> TrainConfig:
-    """Refuse settings that cannot work, with a message naming the option."""
-    for name, allowed in CHOICES.items():
-        if getattr(cfg, name) not in allowed:
-            raise TrainError(f"--{name.replace('_', '-')} must be one of {', '.join(allowed)}.")
-    if not 0.0 < cfg.val_fraction < 1.0:
-        raise TrainError("--val-fraction must be in (0, 1): thresholds and the best epoch are chosen on validation.")
-    if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.accum_steps < 1 or cfg.lr <= 0:
-        raise TrainError("--epochs, --batch-size, --accum-steps and --lr must be positive.")
-    if not cfg.data_dir:
-        raise TrainError("--data-dir is required (the folder with Data_Entry and the split lists).")
-    return cfg
+from train.prepare import prepare_command
+from train.runs import latest_state, run_config, write_run_config
+from train.validation import auroc_text, epoch_line, epoch_record, score, sync_exports
 
 
 def get_lr(step: int, cfg: TrainConfig, steps_per_epoch: int) -> float:
@@ -183,26 +78,22 @@ def _fit(cfg: TrainConfig, resume: bool, world: distributed.World, device: torch
     # -- run folder: its config (run.json, written once setup works) and the checkpoint to resume from --
     out = Path(cfg.out)
     checkpoints, weights_dir = out / "checkpoints", out / "weights"
-    cfg = _run_config(cfg, resume, world)
-    state = _latest_state(checkpoints, world) if resume else None
+    cfg = run_config(cfg, resume, world)
+    state = latest_state(checkpoints, world) if resume else None
     log = print if world.is_main else _silent
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
-    torch.backends.cudnn.benchmark = not cfg.deterministic
-    if cfg.deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it for reproducible GEMMs
-        torch.use_deterministic_algorithms(True, warn_only=True)
+    set_determinism(cfg.deterministic)
     amp_dtype = _amp_dtype(cfg.precision, device)
     memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    cfg = _plan_memory(cfg, device, amp_dtype, world, log)
 
     # -- data: the official split, read from the prepared cache -----------------------------------
     labels = label_set(cfg.labels)
-    available = find_images(cfg.data_dir) if cfg.available_only else None
+    available = images_at_hand(cfg.data_dir) if cfg.available_only else None
     split = official_split(cfg.data_dir, cfg.val_fraction, cfg.seed, available)
-    cache = ImageCache.open(cfg.cache_dir or default_cache_dir(cfg.data_dir, cfg.image_size))
-    if cache.image_size != cfg.image_size:
-        raise TrainError(f"The cache in {cache.folder} is at {cache.image_size} px, the model at {cfg.image_size}.")
+    cache = _open_cache(cfg, [record.image for record in split.train + split.val])
     train_set, val_set = CachedDataset(cache, split.train, labels), CachedDataset(cache, split.val, labels)
     if cfg.batch_size % (world.size * cfg.accum_steps):
         raise TrainError(f"--batch-size {cfg.batch_size} must divide into {world.size} processes x {cfg.accum_steps}.")
@@ -266,10 +157,10 @@ def _fit(cfg: TrainConfig, resume: bool, world: distributed.World, device: torch
         "split": SPLIT_FILE,
     }
     if world.is_main:
-        _write_run_config(cfg, out)
+        write_run_config(cfg, out)
         weights_dir.mkdir(parents=True, exist_ok=True)
         write_split(split, weights_dir / SPLIT_FILE, val_fraction=cfg.val_fraction, seed=cfg.seed)
-        _sync_exports(history, best_epoch, checkpoints, weights_dir, model_config, training_info)
+        sync_exports(history, best_epoch, checkpoints, weights_dir, model_config, training_info)
     log(f"training on {len(train_set)} images ({steps_per_epoch} steps of {cfg.batch_size}), validating on "
         f"{len(val_set)}; {world.size} process(es) on {device}, {_precision_name(amp_dtype)}")  # fmt: skip
 
@@ -325,13 +216,11 @@ def _fit(cfg: TrainConfig, resume: bool, world: distributed.World, device: torch
             compiled, val_set, model_config, device=device, batch_size=cfg.eval_batch_size, workers=cfg.workers,
             amp_dtype=amp_dtype, memory_format=memory_format, world=world,
         )  # fmt: skip
-        record = _epoch_record(epoch, logits, val_set, train_loss, lr, seconds, steps_per_epoch * cfg.batch_size)
+        record = epoch_record(epoch, logits, val_set, train_loss, lr, seconds, steps_per_epoch * cfg.batch_size)
         history.append(record)
-        if best_epoch == 0 or _score(record) > _score(history[best_epoch - 1]):
+        if best_epoch == 0 or score(record) > score(history[best_epoch - 1]):
             best_epoch = epoch
-        log(f"epoch {epoch}/{cfg.epochs}: train loss {train_loss:.4f}, val loss {record['val_loss']:.4f}, "
-            f"val mean AUROC {record['val_mean_auroc'] or float('nan'):.4f}"
-            f"{' (best)' if best_epoch == epoch else ''}, {record['train_images_per_s']:.0f} img/s")  # fmt: skip
+        log(epoch_line(record, cfg.epochs, best=best_epoch == epoch))
 
         # -- checkpoint, then the exported folder (derived from checkpoints, so a kill between them is harmless)
         if world.is_main:
@@ -346,50 +235,65 @@ def _fit(cfg: TrainConfig, resume: bool, world: distributed.World, device: torch
             )  # fmt: skip
             log(f"saved checkpoint {ckpt.checkpoint_path(checkpoints, epoch)}")
             ckpt.prune(checkpoints, keep_epochs={epoch, best_epoch})
-            _sync_exports(history, best_epoch, checkpoints, weights_dir, model_config, training_info)
+            sync_exports(history, best_epoch, checkpoints, weights_dir, model_config, training_info)
         distributed.barrier(world)
-    log(f"best epoch {best_epoch} (val mean AUROC {history[best_epoch - 1]['val_mean_auroc']}): {weights_dir}")
+    best = auroc_text(history[best_epoch - 1]["val_mean_auroc"])
+    log(f"best epoch {best_epoch} (val mean AUROC {best}): {weights_dir}")
     return weights_dir
 
 
-def _run_config(cfg: TrainConfig, resume: bool, world: distributed.World) -> TrainConfig:
-    """A resumed run's saved config (runtime fields from ``cfg``); a new run's ``cfg``, if --out is free."""
-    path = Path(cfg.out) / RUN_FILE
-    if resume:
-        try:
-            saved = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise TrainError(f"No run to resume in {cfg.out} ({RUN_FILE} is missing).") from None
-        return _resumed_config(saved, cfg)
-    if path.exists():
-        raise TrainError(f"{cfg.out} already holds a run: continue it with --resume, or choose another --out.")
-    distributed.barrier(world)  # every rank has looked before rank 0 may write run.json
-    return cfg
+def _plan_memory(
+    cfg: TrainConfig, device: torch.device, amp_dtype: torch.dtype | None, world: distributed.World, log: Any
+) -> TrainConfig:
+    """Settle ``accum_steps`` (0: the fewest micro-batches that fit) and refuse a run that would run out of memory.
+
+    Runs before any data is read, so an impossible setting fails in seconds, with the option to change.
+    """
+    sharing = world.size if device.type == "cpu" else 1  # CPU processes share one machine's memory
+    budget = int(memory.SHARE * memory.free_memory(device) / sharing)
+    footprint = memory.footprint(cfg.trunk, cfg.image_size, amp_dtype)
+    what = f"{cfg.trunk} at {cfg.image_size} px, {_precision_name(amp_dtype)}"
+    batch = cfg.batch_size // world.size
+    try:
+        steps = memory.plan_accum_steps(footprint, batch, cfg.accum_steps, cfg.eval_batch_size, device, budget, what)
+    except memory.DoesNotFit as err:
+        raise TrainError(str(err)) from None
+    peak = footprint.train_peak(batch // steps, device.type)
+    log(f"memory: about {memory.gib(peak)} per step (estimated; {steps} micro-batch(es) of {batch // steps} "
+        f"images), {memory.gib(budget)} to spare on {device}")  # fmt: skip
+    return dataclasses.replace(cfg, accum_steps=steps)
 
 
-def _write_run_config(cfg: TrainConfig, out: Path) -> None:
-    """Save the run's config as ``OUT/run.json``, once the data and model are known to work."""
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / f".{RUN_FILE}.tmp"
-    tmp.write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, out / RUN_FILE)
+def _open_cache(cfg: TrainConfig, names: list[str]) -> ImageCache:
+    """The prepared cache holding ``names``; if it is missing, at another size or short of images, the exact
+    ``prepare`` command that makes it."""
+    folder = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir(cfg.data_dir, cfg.image_size)
+    command = prepare_command(cfg.data_dir, cfg.image_size, cfg.cache_dir or None, cfg.available_only)
+    if not (folder / INDEX_FILE).is_file():
+        raise TrainError(f"No prepared cache in {folder}: run `{command}` first.")
+    cache = ImageCache.open(folder)
+    if cache.image_size != cfg.image_size:
+        raise TrainError(
+            f"The cache in {folder} is at {cache.image_size} px and the model at {cfg.image_size}: give "
+            f"--image-size {cache.image_size}, or prepare another --cache-dir with `{command}`."
+        )
+    missing = cache.not_ready(names)
+    if missing:
+        subset = "" if cfg.available_only else "; or, to train on the images at hand only, add --available-only"
+        raise TrainError(
+            f"{len(missing):,} of the {len(names):,} training and validation images are not in the prepared cache "
+            f"in {folder} (e.g. {missing[0]}): run `{command}` first{subset}."
+        )
+    return cache
 
 
-def _latest_state(checkpoints: Path, world: distributed.World) -> dict[str, Any] | None:
-    """The newest readable checkpoint's state (None: start from scratch); every rank loads the same file."""
-    found = ckpt.latest_checkpoint(checkpoints) if world.is_main else None
-    path = distributed.broadcast_object(found[0] if found else None, world)
-    if path is None:
-        return None
-    return found[1] if found else ckpt.load_checkpoint(path)
-
-
-def _resumed_config(saved: dict[str, Any], given: TrainConfig) -> TrainConfig:
-    """The saved config, with the run-independent fields of ``given`` (empty paths keep the saved ones)."""
-    runtime = {field: getattr(given, field) for field in RUNTIME_FIELDS}
-    runtime["data_dir"] = given.data_dir or saved["data_dir"]
-    runtime["cache_dir"] = given.cache_dir or saved["cache_dir"]
-    return validate(dataclasses.replace(TrainConfig(**saved), **runtime))
+def set_determinism(enabled: bool) -> None:
+    """With ``enabled``, every kernel must be deterministic: an op without a deterministic version stops the
+    run with PyTorch's error naming it (instead of a warning), so ``--deterministic`` reruns are bit-exact."""
+    torch.backends.cudnn.benchmark = not enabled
+    if enabled:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it for reproducible GEMMs
+    torch.use_deterministic_algorithms(enabled, warn_only=False)
 
 
 def _amp_dtype(precision: str, device: torch.device) -> torch.dtype | None:
@@ -426,56 +330,6 @@ def _broadcast_buffers(model: torch.nn.Module, world: distributed.World) -> None
             torch.distributed.broadcast(buffer, src=0)
 
 
-def _epoch_record(
-    epoch: int, logits: np.ndarray, val_set: CachedDataset, train_loss: float, lr: float, seconds: float, images: int
-) -> dict[str, Any]:
-    """One line of metrics.jsonl: losses, validation AUROC per label and mean, thresholds, speed."""
-    targets = val_set.targets
-    probabilities = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
-    val_loss = F.binary_cross_entropy_with_logits(torch.from_numpy(logits), torch.from_numpy(targets)).item()
-    aurocs = per_label_auroc(targets, probabilities)
-    mean = mean_auroc(targets, probabilities)
-    return {
-        "epoch": epoch,
-        "train_loss": train_loss,
-        "val_loss": val_loss,
-        "val_mean_auroc": json_number(mean),
-        "val_auroc": {label: json_number(a) for label, a in zip(val_set.labels, aurocs, strict=True)},
-        "thresholds": [float(t) for t in choose_thresholds(targets, probabilities)],
-        "lr": lr,
-        "train_seconds": seconds,
-        "train_images_per_s": images / seconds,
-    }
-
-
-def _score(record: dict[str, Any]) -> float:
-    return -math.inf if record["val_mean_auroc"] is None else record["val_mean_auroc"]
-
-
-def _sync_exports(
-    history: list[dict[str, Any]],
-    best_epoch: int,
-    checkpoints: Path,
-    weights_dir: Path,
-    model_config: ModelConfig,
-    training_info: dict[str, Any],
-) -> None:
-    """Bring the exported folder in line with the checkpoints: log, curves, and the best epoch's weights."""
-    for leftover in weights_dir.glob(".*.tmp*"):  # temporary files of a write that a kill interrupted
-        leftover.unlink()
-    if not history:
-        return
-    write_metrics_log(history, weights_dir / METRICS_LOG)
-    plot_curves(history, weights_dir / CURVES_PLOT)
-    if exported_epoch(weights_dir) == best_epoch:
-        return
-    best = history[best_epoch - 1]
-    state = ckpt.load_checkpoint(ckpt.checkpoint_path(checkpoints, best_epoch))["model"]
-    info = {**training_info, "best_epoch": best_epoch, "val_mean_auroc": best["val_mean_auroc"],
-            "val_auroc": best["val_auroc"]}  # fmt: skip
-    export_weights(weights_dir, state, model_config, best["thresholds"], info)
-
-
 def _hyperparameters(
     cfg: TrainConfig, augmentation: Augmentation | None, amp_dtype: torch.dtype | None, world: distributed.World
 ) -> dict[str, Any]:
@@ -490,96 +344,3 @@ def _hyperparameters(
 
 def _silent(*_: object) -> None:
     """Non-zero ranks print nothing."""
-
-
-# -- command line ---------------------------------------------------------------------------------
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m train fit",
-        description="Train CXRNet on NIH ChestX-ray14 (official split; validation patients carved from "
-        "train_val_list.txt) from the prepared cache, and export the best epoch as a cxr weights folder. "
-        "Multi-GPU: torchrun --nproc-per-node N -m train fit ... Options left out take the recipe's value.",
-    )
-
-    def add(flag: str, text: str, **options: Any) -> None:
-        """An option whose help ends with its default, and the seed recipe's value where that differs."""
-        field = options.get("dest", flag[2:].replace("-", "_"))
-        default = getattr(TrainConfig(), field, "")
-        seed = RECIPES["seed"].get(field, default)
-        note = f" (default {default}" + (f"; seed recipe {seed})" if seed != default else ")")
-        negative = options.get("action") == "store_false"
-        if negative:
-            options["default"] = None  # None = not given: the recipe (or the saved run) decides
-        parser.add_argument(flag, help=text if default == "" or negative else text + note, **options)
-
-    flag = argparse.BooleanOptionalAction
-    add("--data-dir", "NIH root with Data_Entry csv, split lists and images (required for a new run)")
-    add("--cache-dir", "prepared cache (default DATA_DIR/cache-IMAGE_SIZE)")
-    add("--out", "run folder: run.json, checkpoints/ and the exported weights/", default=TrainConfig().out)
-    add("--resume", "continue the run in --out (from its newest checkpoint, if any)", action="store_true")
-    add("--recipe", "preset of the settings below", choices=tuple(RECIPES))
-    add("--labels", "label set", choices=CHOICES["labels"])
-    add("--val-fraction", "share of train_val patients held out for validation", type=float)
-    add("--available-only", "official split restricted to the images under --data-dir (part of the release; "
-        "recorded in run.json and the weights' config)", action=flag)  # fmt: skip
-    add("--trunk", "timm trunk", metavar="NAME")
-    add("--image-size", "network input side in pixels (prepare the cache at the same size)", type=int)
-    add("--no-pretrained", "random trunk init instead of ImageNet weights", dest="pretrained", action="store_false")
-    add("--epochs", "epochs; the best one is exported", type=int)
-    add("--batch-size", "images per optimizer step, over all processes", type=int)
-    add("--accum-steps", "micro-batches per step (gradient accumulation)", type=int)
-    add("--optimizer", "optimizer", choices=CHOICES["optimizer"])
-    add("--lr", "peak learning rate", type=float)
-    add("--weight-decay", "decoupled weight decay on conv/linear weights", type=float)
-    add("--warmup-epochs", "linear warm-up length", type=float)
-    add("--schedule", "learning-rate schedule after warm-up", choices=CHOICES["schedule"])
-    add("--min-lr-ratio", "end of the cosine, relative to --lr", type=float)
-    add("--pos-weight", "BCE positive weight", choices=CHOICES["pos_weight"])
-    add("--augment", "mild rotation/zoom/shift and brightness/contrast/gamma jitter", action=flag)
-    add("--hflip", "random left-right flips", action=flag)
-    add("--normalize", "input scaling after [0, 1]", choices=CHOICES["normalize"])
-    add("--seed", "seed of init, validation patients, order and augmentation", type=int)
-    add("--device", "where to train", choices=("auto", "cuda", "cpu"))
-    add("--precision", "auto: bf16 on CUDA when supported, else fp16 + GradScaler; fp32 on CPU",
-        choices=CHOICES["precision"])  # fmt: skip
-    add("--channels-last", "NHWC memory layout", action=flag)
-    add("--compile", "torch.compile the model", action=flag)
-    add("--deterministic", "deterministic kernels (bit-exact GPU reruns, slower)", action=flag)
-    add("--workers", "DataLoader worker processes per training process", type=int)
-    add("--eval-batch-size", "images per validation forward pass", type=int)
-    add("--no-progress", "no progress bars", dest="progress", action="store_false")
-    return parser
-
-
-def main(argv: list[str]) -> int:
-    """Entry point of ``python -m train fit``."""
-    args = vars(_parser().parse_args(argv))
-    resume = args.pop("resume")
-    given = {key: value for key, value in args.items() if value is not None}
-    try:
-        if resume:
-            _check_resume_options(given)
-            fit(dataclasses.replace(TrainConfig(), **{k: v for k, v in given.items() if k != "recipe"}), resume=True)
-        else:
-            fit(make_config(given.pop("recipe", "default"), **given))
-    except (TrainError, DataError, CacheError, ConfigError, ckpt.CheckpointError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    return 0
-
-
-def _check_resume_options(given: dict[str, Any]) -> None:
-    """On --resume the saved run decides; options that would change it (not where or how fast) are refused."""
-    path = Path(given["out"]) / RUN_FILE
-    if not path.is_file():
-        return  # fit says there is no run to resume
-    saved = json.loads(path.read_text(encoding="utf-8"))
-    changed = [
-        f"--{key.replace('_', '-')} (saved {saved.get(key)!r}, given {value!r})"
-        for key, value in given.items()
-        if key not in RUNTIME_FIELDS | {"out"} and saved.get(key) != value
-    ]
-    if changed:
-        raise TrainError(f"--resume continues the saved run; these options differ from it: {', '.join(changed)}.")
