@@ -94,13 +94,15 @@ def build_demo(served: ServedModel, forget_after_s: int = 120) -> gr.Blocks:
     gr.set_static_paths([*EXAMPLES, *THUMBNAILS])
     with gr.Blocks(title="Chest X-ray findings with Grad-CAM", delete_cache=(sweep, forget_after_s)) as demo:
         gr.Markdown("# Chest X-ray findings with Grad-CAM")
+        banner = weights_banner(served)
         gr.Markdown(
             "**Research demo — not a medical device;** not for diagnosis or treatment. "
-            f"{trained_on(config)} Heatmaps show where the model looked, not a finding's extent; "
+            # Where a banner describes the weights, the notice does not say it twice (phones show little).
+            + ("" if banner else f"{trained_on(config)} ")
+            + "Heatmaps show where the model looked, not a finding's extent; "
             "each is scaled on its own, so read it with the label's probability.",
             elem_classes="cxr-note",
         )
-        banner = weights_banner(served)
         if banner:
             text, alarming = banner
             gr.Markdown(

@@ -22,7 +22,7 @@ def describe_subset(subset: dict[str, dict[str, int]] | None, parts: tuple[str, 
         return "the whole official split"
     counts = {name: subset[name] for name in parts if name in subset}
     words = [f"{c['used']:,} of {c['official']:,} {name} images" for name, c in counts.items()]
-    return " and ".join(words) + " (the official split restricted to the images available)"
+    return " and ".join(words) + " (the official split restricted to the images at hand)"
 
 
 def training_record(config: ModelConfig) -> dict[str, Any]:
@@ -42,7 +42,9 @@ def trained_on(config: ModelConfig) -> str:
         return "These weights are untrained (random): they were made for development and tests, not trained on data."
     training = training_record(config)
     if training.get("dataset"):
-        details = [f"split: {training['split']}" if training.get("split") else ""]
+        split = str(training.get("split", ""))
+        # fit records the name of its split file there; only a description of the split is worth showing.
+        details = [f"split: {split}" if split and not split.endswith(".json") else ""]
         if training.get("data_subset"):
             details.append(describe_subset(training["data_subset"], parts=("train_val",)))
         details.append(f"{training['epochs']} epochs" if training.get("epochs") else "")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,8 @@ from cxr.sources import WeightsChoice, load_in_order
 from cxr.weights import WEIGHTS_FILE, sha256_of
 
 MODEL_CARD_FILE = "README.md"
+# ![alt](evaluation/roc.png): a picture beside the card in its folder, which the page cannot serve.
+_LOCAL_IMAGE = re.compile(r"!\[([^\]]*)\]\((?!https?://)[^)]*\)")
 
 
 @dataclass(frozen=True)
@@ -81,8 +84,15 @@ def load_served_model(
         predictor=predictor,
         choice=choice,
         weights_sha256=sha,
-        model_card=RepoCard(card.read_text(encoding="utf-8")).text.strip() if card and card.is_file() else None,
+        model_card=page_card(card.read_text(encoding="utf-8")) if card and card.is_file() else None,
     )
+
+
+def page_card(card: str) -> str:
+    """The model card as the page shows it: no YAML front matter, and its plots (files beside the card, which
+    the page does not serve) named in words instead of shown as broken images."""
+    text = RepoCard(card).text.strip()
+    return _LOCAL_IMAGE.sub(lambda m: f"*(plot in the weights folder: {m.group(1) or 'figure'})*", text)
 
 
 def weights_banner(served: ServedModel) -> tuple[str, bool] | None:
@@ -96,8 +106,7 @@ def weights_banner(served: ServedModel) -> tuple[str, bool] | None:
         return (
             f"**Starter model, weak by design.** {trained_on(served.config)} From scratch (no ImageNet weights)"
             + (f"; {evaluation}" if evaluation else "")
-            + ". Served because the project's Hub weights are not available here; the real model comes from "
-            "the full-data GPU recipe.",
+            + ". The project's Hub weights are not available here (see About).",
             False,
         )
     return None

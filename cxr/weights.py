@@ -125,7 +125,7 @@ def resolve_weights(
     repo_id = str(source)
     if not _REPO_ID.match(repo_id):
         raise WeightsError(f"{repo_id!r} is neither an existing folder nor a Hugging Face Hub repo id (ORG/NAME).")
-    where = f"{repo_id}@{revision or 'main'}"
+    where = f"{repo_id} at revision {revision or 'main'}"
     download = dict(repo_id=repo_id, allow_patterns=HUB_FILES, cache_dir=cache_dir, token=token)
     if not local_files_only:
         try:

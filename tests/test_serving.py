@@ -17,6 +17,7 @@ from cxr.serving import (
     display_name,
     load_served_model,
     model_info,
+    page_card,
     prediction_record,
     weights_banner,
 )
@@ -184,7 +185,7 @@ def test_banner_says_what_is_served_and_why(documented_weights: Path, tiny_weigh
     monkeypatch.setattr("cxr.sources.STARTER_DIR", starter)
     text, alarming = weights_banner(load_served_model(environ={}, device="cpu"))
     assert not alarming and text.startswith("**Starter model, weak by design.**")
-    assert "632 of 86,524 train_val images (the official split restricted to the images available)" in text
+    assert "632 of 86,524 train_val images (the official split restricted to the images at hand)" in text
     assert "test mean AUROC 0.610 (95% CI 0.550–0.660) on 106 images of the test split" in text
 
 
@@ -192,3 +193,10 @@ def test_display_names_are_readable_and_distinct() -> None:
     names = [display_name(label) for label in CHESTXRAY14_LABELS]
     assert display_name("Pleural_Thickening") == "Pleural thickening" and display_name("Effusion") == "Effusion"
     assert len(set(names)) == len(names) and not any("_" in name for name in names)
+
+
+def test_the_page_card_names_local_plots_instead_of_showing_broken_images() -> None:
+    card = (
+        "---\nlicense: mit\n---\n# Card\n\n![ROC curves](evaluation/roc_curves.png)\n\n![logo](https://x.org/a.png)\n"
+    )
+    assert page_card(card) == ("# Card\n\n*(plot in the weights folder: ROC curves)*\n\n![logo](https://x.org/a.png)")
