@@ -20,12 +20,12 @@ import torch
 
 from cxr.batching import BatchingPredictor
 from cxr.io import MAX_FILE_BYTES, InvalidImageError, load_image
+from cxr.labels import display_name
 from cxr.predictor import Prediction
 from cxr.serving import (
     ServedModel,
     about_markdown,
     cam_record,
-    display_name,
     load_served_model,
     model_info,
     prediction_record,
@@ -283,8 +283,7 @@ def _ranked_choices(prediction: Prediction) -> list[tuple[str, str]]:
 
 
 def _caption(prediction: Prediction, label: str) -> str:
-    """The library's caption of ``label``'s map, with the label's display name."""
-    return f"**Heatmap of {display_name(label)}{prediction.caption(label).removeprefix(label)}**"
+    return f"**Heatmap of {prediction.caption(label)}**"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -31,6 +31,11 @@ LABEL_SETS: dict[str, tuple[str, ...]] = {
 }
 
 
+def display_name(label: str) -> str:
+    """How people read a label: ``Pleural_Thickening`` -> ``Pleural thickening`` (data and APIs keep the name)."""
+    return label.replace("_", " ").capitalize()
+
+
 def label_set(name: str) -> tuple[str, ...]:
     """Return the labels of a named set (``chestxray14`` or ``chestxray8``)."""
     try:

@@ -13,6 +13,7 @@ import torch
 from cxr.cam import logits_and_grad_cams, normalize_maps, upsample_map
 from cxr.config import ModelConfig
 from cxr.io import ImageSource, load_image
+from cxr.labels import display_name
 from cxr.model import CXRNet
 from cxr.overlay import render_overlay
 from cxr.preprocess import Letterbox, preprocess
@@ -94,10 +95,10 @@ class Prediction:
         return upsample_map(self.maps[self.index(label)], Letterbox(*self.image.shape))
 
     def caption(self, label: str) -> str:
-        """``"Effusion: 73.2% (threshold 41.0%, positive)"`` — shown with every map of the label."""
+        """``"Pleural thickening: 73.2% (threshold 41.0%, positive)"`` — shown with every map of the label."""
         i = self.index(label)
         verdict = "positive" if self.probabilities[i] >= self.thresholds[i] else "below threshold"
-        return f"{label}: {self.probabilities[i]:.1%} (threshold {self.thresholds[i]:.1%}, {verdict})"
+        return f"{display_name(label)}: {self.probabilities[i]:.1%} (threshold {self.thresholds[i]:.1%}, {verdict})"
 
     def overlay(self, label: str, opacity: float = 0.5, colormap: str = "jet") -> np.ndarray:
         """uint8 (H, W, 3) rendering of ``label``'s heatmap over the image, captioned with its probability."""

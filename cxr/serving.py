@@ -235,8 +235,3 @@ def _is_number(value: object) -> bool:
 
 def _format(value: object) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
-
-
-def display_name(label: str) -> str:
-    """How the page writes a label: ``Pleural_Thickening`` -> ``Pleural thickening`` (the API keeps the name)."""
-    return label.replace("_", " ").capitalize()

@@ -13,9 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cxr.labels import CHESTXRAY14_LABELS
+from cxr.labels import CHESTXRAY14_LABELS, display_name
 from cxr.predictor import Prediction, Predictor
-from cxr.serving import display_name
 from tests.bad_inputs import PATIENT_IDENTIFIERS, identified_dicom
 from tests.conftest import NIH_EXAMPLES
 from tests.live_server import LiveApp, assert_same_picture, running_app

@@ -71,6 +71,7 @@ def test_overlay_always_states_the_labels_probability(predictor: Predictor) -> N
     prediction = predictor.predict(NIH_512[0])
     i = prediction.index("Mass")
     assert f"{prediction.probabilities[i]:.1%}" in prediction.caption("Mass")
+    assert prediction.caption("Pleural_Thickening").startswith("Pleural thickening: ")  # written for people
     with_caption = prediction.overlay("Mass", opacity=0.0)
     plain = np.repeat((prediction.image * 255).round().astype(np.uint8)[..., None], 3, axis=2)
     differs = np.any(with_caption != plain, axis=2)

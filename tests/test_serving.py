@@ -8,13 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cxr.labels import CHESTXRAY14_LABELS
+from cxr.labels import CHESTXRAY14_LABELS, display_name
 from cxr.predictor import Predictor
 from cxr.provenance import trained_on
 from cxr.serving import (
     about_markdown,
     cam_record,
-    display_name,
     load_served_model,
     model_info,
     page_card,
