@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 
 from cxr.labels import CHESTXRAY14_LABELS
-from cxr.provenance import describe_subset  # noqa: F401 - the subset's words, shared with the app
 
 DATA_ENTRY_NAMES = ("Data_Entry_2017_v2020.csv", "Data_Entry_2017.csv")  # v2020 (corrected) preferred
 TRAIN_VAL_LIST = "train_val_list.txt"

@@ -20,7 +20,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from train.export import METRICS_LOG
+from train.export import METRICS_LOG, read_metrics_log
+from train.validation import score
 
 # The grid and the settings every run shares. From scratch (no ImageNet weights can be fetched where the
 # starter was made), so: long schedules on few images, warm-up, weight decay, the default augmentation.
@@ -41,16 +42,16 @@ def best_epoch(run: Path) -> dict[str, Any] | None:
     log = run / "weights" / METRICS_LOG
     if not log.is_file():
         return None
-    records = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if line.strip()]
-    scored = [r for r in records if r.get("val_mean_auroc") is not None]
-    return max(scored, key=lambda r: r["val_mean_auroc"], default=None)
+    # fit's own rule (validation.score), so the sweep ranks runs by the epoch each one exported.
+    best = max(read_metrics_log(log), key=score, default=None)
+    return best if best is not None and best["val_mean_auroc"] is not None else None
 
 
 def choose(out: Path, names: list[str]) -> tuple[str | None, list[tuple[str, dict[str, Any] | None]]]:
     """The best run's name by validation mean AUROC, and every run's best epoch record."""
     results = [(name, best_epoch(out / name)) for name in names]
     finished = [(name, record) for name, record in results if record is not None]
-    chosen = max(finished, key=lambda item: item[1]["val_mean_auroc"], default=(None, None))[0]
+    chosen = max(finished, key=lambda item: score(item[1]), default=(None, None))[0]
     return chosen, results
 
 
