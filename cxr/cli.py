@@ -106,7 +106,6 @@ def _predict(args: argparse.Namespace) -> int:
     wanted = _cam_label_choice(args.cam_labels, predictor.labels)
     if args.cam_dir:
         args.cam_dir.mkdir(parents=True, exist_ok=True)
-    thresholds = dict(zip(predictor.labels, predictor.config.thresholds, strict=True))
     failures = 0
     used_stems: set[str] = set()
     for start in range(0, len(args.images), args.batch_size):
@@ -126,7 +125,7 @@ def _predict(args: argparse.Namespace) -> int:
                     path = args.cam_dir / f"{stem}_{label}.png"
                     Image.fromarray(prediction.overlay(label, opacity=args.opacity)).save(path)
                     overlays[label] = str(path)
-            row = {"image": name, **prediction.to_dict(), "thresholds": thresholds, "overlays": overlays}
+            row = {"image": name, **prediction.to_dict(), "overlays": overlays}
             print(json.dumps({**row, "model": served.summary()}), flush=True)
     return 1 if failures else 0
 

@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from cxr.cam import logits_and_grad_cams, normalize_maps, upsample_map
+from cxr.cam import class_activation_maps, head_logits, normalize_maps, upsample_map
 from cxr.config import ModelConfig
+from cxr.input_check import InputCheck
 from cxr.io import ImageSource, load_image
 from cxr.labels import display_name
 from cxr.model import CXRNet
 from cxr.overlay import render_overlay
 from cxr.preprocess import Letterbox, preprocess
+from cxr.reliability import AT_CHANCE, label_reliability
 from cxr.sources import load_in_order
 from cxr.weights import load_model
 
@@ -63,7 +66,12 @@ class Prediction:
         probabilities: (K,) calibrated probabilities.
         thresholds: (K,) per-label decision thresholds from the model's config.
         maps: (K, h, w) Grad-CAM maps in [0, 1] over the network's square input.
-        image: the decoded (H, W) grayscale image in [0, 1], for overlays at its own resolution.
+        image: the decoded (H, W) grayscale image in [0, 1] the model saw (corrected when it was a negative),
+            for overlays at its own resolution.
+        input_check: whether the image is a frontal chest radiograph (see :mod:`cxr.input_check`).
+        reliability: ``{label: "above chance" | "at chance" | "not evaluated"}`` from the weights' test
+            evaluation (see :mod:`cxr.reliability`).
+        empty_maps: labels whose Grad-CAM is all zero (no region raises that finding's score).
     """
 
     labels: tuple[str, ...]
@@ -71,6 +79,9 @@ class Prediction:
     thresholds: np.ndarray
     maps: np.ndarray
     image: np.ndarray
+    input_check: InputCheck = field(default_factory=InputCheck.unchecked)
+    reliability: Mapping[str, str] = field(default_factory=dict)
+    empty_maps: tuple[str, ...] = ()
 
     @property
     def probability_by_label(self) -> dict[str, float]:
@@ -78,9 +89,24 @@ class Prediction:
         return {label: float(p) for label, p in zip(self.labels, self.probabilities, strict=True)}
 
     @property
+    def at_chance(self) -> list[str]:
+        """Labels the weights' own test evaluation cannot tell from chance, in model order."""
+        return [label for label in self.labels if self.reliability.get(label) == AT_CHANCE]
+
+    @property
     def positive(self) -> list[str]:
-        """Labels whose probability reaches their threshold, most probable first."""
-        hits = [i for i, (p, t) in enumerate(zip(self.probabilities, self.thresholds, strict=True)) if p >= t]
+        """Labels whose probability reaches their threshold, most probable first.
+
+        Empty for an image the input check refused; an at-chance label is never positive.
+        """
+        if not self.input_check.accepted:
+            return []
+        excluded = set(self.at_chance)
+        hits = [
+            i
+            for i, (p, t) in enumerate(zip(self.probabilities, self.thresholds, strict=True))
+            if p >= t and self.labels[i] not in excluded
+        ]
         return [self.labels[i] for i in sorted(hits, key=lambda i: -self.probabilities[i])]
 
     def index(self, label: str) -> int:
@@ -97,7 +123,7 @@ class Prediction:
     def caption(self, label: str) -> str:
         """``"Pleural thickening: 73.2% (threshold 41.0%, positive)"`` — shown with every map of the label."""
         i = self.index(label)
-        verdict = "positive" if self.probabilities[i] >= self.thresholds[i] else "below threshold"
+        verdict = "positive" if label in self.positive else "below threshold"
         return f"{display_name(label)}: {self.probabilities[i]:.1%} (threshold {self.thresholds[i]:.1%}, {verdict})"
 
     def overlay(self, label: str, opacity: float = 0.5, colormap: str = "jet") -> np.ndarray:
@@ -106,9 +132,21 @@ class Prediction:
             self.image, self.heatmap(label), opacity=opacity, colormap=colormap, caption=self.caption(label)
         )
 
-    def to_dict(self) -> dict[str, object]:
-        """JSON-ready summary: probabilities of all labels and the positive ones."""
-        return {"probabilities": self.probability_by_label, "positive": self.positive}
+    def to_dict(self) -> dict[str, Any]:
+        """The answer record: one schema for the CLI's JSON lines, ``/predict``, ``/cam``, MCP and ``cxr score``.
+
+        Add a field here and every entry point carries it.
+        """
+        return {
+            "labels": list(self.labels),
+            "probabilities": self.probability_by_label,
+            "thresholds": {label: float(t) for label, t in zip(self.labels, self.thresholds, strict=True)},
+            "positive": self.positive,
+            "at_chance": self.at_chance,
+            "label_reliability": {label: self.reliability.get(label, "not evaluated") for label in self.labels},
+            "empty_maps": list(self.empty_maps),
+            "input_check": self.input_check.to_dict(),
+        }
 
 
 class Predictor:
@@ -137,6 +175,7 @@ class Predictor:
         self._temperatures = torch.tensor(self.config.temperatures, device=self.device)
         self._biases = torch.tensor(self.config.biases, device=self.device)
         self._thresholds = np.asarray(self.config.thresholds, dtype=np.float32)
+        self.reliability = label_reliability(self.config)
 
     @classmethod
     def from_pretrained(
@@ -169,17 +208,43 @@ class Predictor:
         decoded = [image if _is_decoded(image) else load_image(image) for image in images]
         results: list[Prediction] = []
         for start in range(0, len(decoded), batch_size):
-            chunk = decoded[start : start + batch_size]
-            x = preprocess(chunk, self.config).to(self.device, memory_format=self.memory_format)
-            with precision_context(self.device, self.precision):
-                logits, maps = logits_and_grad_cams(self.model, x)
-            probabilities = calibrated_probabilities(logits, self._temperatures, self._biases).cpu().numpy()
-            maps = normalize_maps(maps).cpu().numpy()
-            results += [
-                Prediction(self.labels, probabilities[i], self._thresholds, maps[i], image)
-                for i, image in enumerate(chunk)
-            ]
+            results += self._predict_decoded(decoded[start : start + batch_size])
         return results
+
+    def _predict_decoded(self, chunk: list[np.ndarray]) -> list[Prediction]:
+        """One forward pass over decoded images: transition features -> logits, every label's map, the check."""
+        features = self.features(preprocess(chunk, self.config))
+        logits = head_logits(self.model, features)
+        raw_maps = torch.relu(class_activation_maps(self.model, features))
+        probabilities = calibrated_probabilities(logits, self._temperatures, self._biases).cpu().numpy()
+        empty = (raw_maps.flatten(-2).amax(dim=-1) <= 0).cpu().numpy()
+        maps = normalize_maps(raw_maps).cpu().numpy()
+        return [
+            Prediction(
+                self.labels,
+                probabilities[i],
+                self._thresholds,
+                maps[i],
+                image,
+                input_check=self.check_input(image, features[i]),
+                reliability=self.reliability,
+                empty_maps=tuple(label for label, e in zip(self.labels, empty[i], strict=True) if e),
+            )
+            for i, image in enumerate(chunk)
+        ]
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 3, S, S) preprocessed images -> (N, C, h, w) float32 transition map: the one model run per batch.
+
+        Everything else (logits, Grad-CAM, the input check) is computed from this map.
+        """
+        x = x.to(self.device, memory_format=self.memory_format)
+        with precision_context(self.device, self.precision):
+            return self.model.forward_features(x).float()
+
+    def check_input(self, image: np.ndarray, features: torch.Tensor) -> InputCheck:
+        """The input check of one decoded image and its (C, h, w) transition map."""
+        return InputCheck.unchecked()
 
 
 def _is_decoded(image: object) -> bool:

@@ -121,27 +121,22 @@ def top_label(prediction: Prediction) -> str:
 
 
 def prediction_record(prediction: Prediction, served: ServedModel) -> dict[str, Any]:
-    """JSON answer of ``/predict``: every label's probability and threshold, the positives, the weights."""
-    return {
-        "labels": list(prediction.labels),
-        "probabilities": prediction.probability_by_label,
-        "thresholds": {label: float(t) for label, t in zip(prediction.labels, prediction.thresholds, strict=True)},
-        "positive": prediction.positive,
-        "overlay_label": top_label(prediction),
-        "model": served.summary(),
-    }
+    """JSON answer of ``/predict``: the answer record (:meth:`Prediction.to_dict`), the map shown, the weights."""
+    return {**prediction.to_dict(), "overlay_label": top_label(prediction), "model": served.summary()}
 
 
 def cam_record(prediction: Prediction, label: str, served: ServedModel) -> dict[str, Any]:
-    """JSON answer of ``/cam``: the chosen label's probability, threshold and verdict."""
+    """JSON answer of ``/cam``: the chosen label's probability, threshold and verdict, with the answer record's
+    per-image fields (input check, label reliability, empty maps)."""
     i = prediction.index(label)
-    probability, threshold = float(prediction.probabilities[i]), float(prediction.thresholds[i])
+    record = prediction.to_dict()
     return {
         "label": label,
-        "probability": probability,
-        "threshold": threshold,
-        "positive": probability >= threshold,
+        "probability": float(prediction.probabilities[i]),
+        "threshold": float(prediction.thresholds[i]),
+        "positive": label in prediction.positive,
         "caption": prediction.caption(label),
+        **{key: record[key] for key in ("input_check", "label_reliability", "at_chance", "empty_maps")},
         "model": served.summary(),
     }
 

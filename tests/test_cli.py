@@ -29,7 +29,7 @@ def test_predict_prints_one_json_object_per_image_with_the_predictor_values(tiny
     predictor = Predictor.from_pretrained(tiny_weights)
     for row in rows:
         expected = predictor.predict(row["image"])
-        assert set(row) == {"image", "probabilities", "positive", "thresholds", "overlays", "model"}
+        assert set(row) == {"image", "overlays", "model", *expected.to_dict()}
         assert list(row["probabilities"]) == list(predictor.labels)
         np.testing.assert_allclose(list(row["probabilities"].values()), expected.probabilities, atol=1e-5)
         assert row["positive"] == expected.positive

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from cxr.cam import normalize_maps, upsample_map
+from cxr.cam import class_activation_maps, normalize_maps, upsample_map
 from cxr.io import load_image
 from cxr.model import CXRNet
 from cxr.predictor import Predictor
@@ -44,7 +44,22 @@ def test_positive_labels_are_those_at_or_above_their_own_threshold(predictor: Pr
     assert set(prediction.positive) == expected
     ordered = [prediction.probability_by_label[label] for label in prediction.positive]
     assert ordered == sorted(ordered, reverse=True)
-    assert prediction.to_dict() == {"probabilities": prediction.probability_by_label, "positive": prediction.positive}
+    record = prediction.to_dict()
+    assert record["probabilities"] == prediction.probability_by_label and record["positive"] == prediction.positive
+    assert record["thresholds"] == {
+        label: float(np.float32(t)) for label, t in zip(prediction.labels, predictor.config.thresholds, strict=True)
+    }
+
+
+def test_empty_maps_are_the_all_zero_grad_cams(predictor: Predictor) -> None:
+    prediction = predictor.predict(NIH_512[1])
+    x = preprocess(prediction.image, predictor.config)
+    with torch.inference_mode():
+        raw = torch.relu(class_activation_maps(predictor.model, predictor.model.forward_features(x)))[0]
+    expected = [label for label, m in zip(prediction.labels, raw, strict=True) if float(m.max()) == 0.0]
+    assert 0 < len(expected) < len(prediction.labels)  # this seed has both kinds, so the test can fail
+    assert list(prediction.empty_maps) == expected
+    assert prediction.to_dict()["empty_maps"] == expected
 
 
 def test_batch_equals_one_at_a_time(predictor: Predictor) -> None:
