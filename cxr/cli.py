@@ -65,6 +65,8 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--channels-last", action="store_true", help="channels-last memory layout")
     predict.set_defaults(run=_predict)
 
+    _add_score_parser(commands)
+
     info = commands.add_parser("info", help="print the weights' config.json and where they come from")
     _add_weights_arguments(info)
     info.set_defaults(run=_info)
@@ -80,6 +82,85 @@ def _parser() -> argparse.ArgumentParser:
     dev.add_argument("--seed", type=int, default=0)
     dev.set_defaults(run=_make_untrained)
     return parser
+
+
+def _add_score_parser(commands: argparse._SubParsersAction) -> None:
+    score = commands.add_parser(
+        "score",
+        help="score many images into one Parquet file (resumable; one machine or a Ray cluster)",
+        description="Score image files, folders, globs or CSV/Parquet manifests into one Parquet file, one row per "
+        "image (bad files get an error row). Re-running with the same --out skips images already scored with the "
+        "same weights and adds the rest.",
+    )
+    score.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders, globs, or .csv/.parquet manifests")
+    score.add_argument("--out", type=Path, required=True, help="the Parquet file to write (or resume)")
+    score.add_argument("--path-column", default="path", help="manifests' column of image paths (default 'path')")
+    _add_weights_arguments(score)
+    score.add_argument("--batch-size", type=int, default=16, help="images per forward pass and per part (default 16)")
+    score.add_argument(
+        "--workers", type=int, default=1, help="decoding processes (local engine) or model actors (Ray); default 1"
+    )
+    score.add_argument(
+        "--precision",
+        choices=("auto", *PRECISIONS),
+        default="auto",
+        help="auto (default): bf16 + channels-last on a GPU, fp32 on the CPU (the answers of `predict`)",
+    )
+    score.add_argument("--channels-last", action="store_true", help="channels-last memory layout")
+    score.add_argument("--cams", type=Path, metavar="DIR", help="write every image's maps here (.npz per image)")
+    score.add_argument("--cam-labels", help="comma-separated labels: write their overlay PNGs instead of .npz maps")
+    score.add_argument("--engine", choices=("local", "ray"), default="local", help="local (default) or ray")
+    score.add_argument("--ray-address", help="Ray cluster address (default: $RAY_ADDRESS, else a local cluster)")
+    score.add_argument("--num-gpus-per-worker", type=float, default=0.0, help="GPUs per Ray actor (default 0)")
+    score.add_argument("--no-progress", action="store_true", help="no progress bar")
+    score.set_defaults(run=_score)
+
+
+def _score(args: argparse.Namespace) -> int:
+    from cxr.scoring.inputs import ManifestError, expand_inputs
+    from cxr.scoring.run import RayOptions, score
+    from cxr.scoring.store import StoreError
+    from cxr.scoring.work import CamWriter
+
+    on_gpu = torch.cuda.is_available() and (args.engine == "local" or args.num_gpus_per_worker > 0)
+    precision = args.precision if args.precision != "auto" else ("bf16" if on_gpu else "fp32")
+    channels_last = args.channels_last or (args.precision == "auto" and on_gpu)
+    served = _load(args, precision=precision, channels_last=channels_last)
+    try:
+        items = expand_inputs(args.inputs, args.path_column)
+    except ManifestError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    cams = None
+    if args.cams:
+        labels = [label.strip() for label in (args.cam_labels or "").split(",") if label.strip()]
+        unknown = [label for label in labels if label not in served.config.labels]
+        if unknown:
+            print(f"error: unknown label(s) {', '.join(unknown)}", file=sys.stderr)
+            return 2
+        cams = CamWriter(args.cams, labels)
+    ray_options = RayOptions(args.ray_address, args.workers, args.num_gpus_per_worker, args.weights, args.revision)
+    try:
+        summary = score(
+            items,
+            args.out,
+            served,
+            engine=args.engine,
+            batch_size=args.batch_size,
+            workers=args.workers,
+            cams=cams,
+            ray=ray_options,
+            progress=not args.no_progress,
+        )
+    except StoreError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(
+        f"{summary.out}: {summary.total_rows} rows; this run added {summary.added} ({summary.errors} unreadable), "
+        f"skipped {summary.skipped} already scored, {summary.images_per_second:.2f} images/s",
+        file=sys.stderr,
+    )
+    return 1 if summary.errors else 0
 
 
 def _add_weights_arguments(parser: argparse.ArgumentParser) -> None:
