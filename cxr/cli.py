@@ -92,7 +92,9 @@ def _add_score_parser(commands: argparse._SubParsersAction) -> None:
         "image (bad files get an error row). Re-running with the same --out skips images already scored with the "
         "same weights and adds the rest.",
     )
-    score.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders, globs, or .csv/.parquet manifests")
+    score.add_argument(
+        "inputs", nargs="+", metavar="INPUT", help="image files, folders, globs, or .csv/.parquet manifests"
+    )
     score.add_argument("--out", type=Path, required=True, help="the Parquet file to write (or resume)")
     score.add_argument("--path-column", default="path", help="manifests' column of image paths (default 'path')")
     _add_weights_arguments(score)

@@ -59,9 +59,7 @@ class ScoreActor:
         self.labels = self.served.config.labels
 
     def __call__(self, batch: dict[str, Any]) -> pa.Table:
-        items = [
-            ScoreInput(str(p), json.loads(e)) for p, e in zip(batch["path"], batch["extra"], strict=True)
-        ]
+        items = [ScoreInput(str(p), json.loads(e)) for p, e in zip(batch["path"], batch["extra"], strict=True)]
         loaded = [load_input(item, self.done) for item in items]
         rows = rows_for(loaded, self.served, self.batch_size, self.cams)
         schema = score_schema(self.labels, list(items[0].extra) if items else [])

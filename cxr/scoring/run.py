@@ -67,7 +67,9 @@ def score_metadata(served: ServedModel) -> dict[str, Any]:
         "config": config.to_dict(),
         "labels": list(config.labels),
         "thresholds": dict(zip(config.labels, config.thresholds, strict=True)),
-        "label_reliability": {label: served.predictor.reliability.get(label, "not evaluated") for label in config.labels},
+        "label_reliability": {
+            label: served.predictor.reliability.get(label, "not evaluated") for label in config.labels
+        },
         "precision": served.predictor.precision,
         "columns": "path, sha256, error, p_<label> per label, positive, at_chance, empty_maps, input_check, cam_files, "
         "weights_sha256, then the manifest's columns (see cxr.scoring.rows)",
@@ -90,7 +92,9 @@ def score(
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}.")
     extra_columns = list(items[0].extra) if items else []
-    store = ScoreStore(out, score_schema(served.config.labels, extra_columns), score_metadata(served), served.weights_sha256)
+    store = ScoreStore(
+        out, score_schema(served.config.labels, extra_columns), score_metadata(served), served.weights_sha256
+    )
     done = store.done()
     start = time.perf_counter()
     batches: Iterator[tuple[int, list[dict]]]

@@ -72,7 +72,8 @@ class ScoreStore:
             others = set(table.column("weights_sha256").to_pylist()) - {self.weights_sha256}
             if others:
                 raise StoreError(
-                    f"{source} holds scores of other weights (SHA-256 {sorted(others)[0][:12]}…); write to another --out."
+                    f"{source} holds scores of other weights (SHA-256 {sorted(others)[0][:12]}…); "
+                    "write to another --out."
                 )
             yield table
 
