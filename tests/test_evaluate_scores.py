@@ -75,10 +75,9 @@ def evaluate(scores: Path, labels: Path, label_map: str, out: Path, *extra: str)
     return json.loads((out / "metrics.json").read_text(encoding="utf-8"))
 
 
-def test_chexpert_paths_views_uncertain_and_patients(nih_truth, shared_data, tiny_weights, tmp_path):
-    """CheXpert-v1.0-small/valid/patientN/studyM/view1_frontal.jpg: the same file name in every study."""
-    images = pick(nih_truth, shared_data, 7)
-    root = tmp_path / "chexpert"
+def chexpert_fixture(root: Path, images: list[tuple[Path, dict]]) -> Path:
+    """CheXpert-v1.0-small/valid/patientN/studyM/view1_frontal.jpg (the same name in every study) and valid.csv;
+    the 7th image is a lateral and the first has an uncertain Edema. Returns valid.csv."""
     rows = []
     for i, (source, entry) in enumerate(images):
         lateral = i == 6
@@ -100,6 +99,13 @@ def test_chexpert_paths_views_uncertain_and_patients(nih_truth, shared_data, tin
         writer = csv.DictWriter(f, CHEXPERT_HEADER)
         writer.writeheader()
         writer.writerows(rows)
+    return labels
+
+
+def test_chexpert_paths_views_uncertain_and_patients(nih_truth, shared_data, tiny_weights, tmp_path):
+    images = pick(nih_truth, shared_data, 7)
+    root = tmp_path / "chexpert"
+    labels = chexpert_fixture(root, images)
     score(root, tmp_path / "scores.parquet", tiny_weights)
 
     zeros = evaluate(tmp_path / "scores.parquet", labels, "chexpert", tmp_path / "zeros")
