@@ -1,6 +1,6 @@
 """Images/s of `python -m cxr score` against `python -m cxr predict` on the same images, in one run.
 
-    python -m bench.score_speed [--images 24] [--rounds 2] [--weights cxr/starter]
+    python -m bench.score_speed [--images 24] [--rounds 2] [--weights cxr/starter] [--ray]
 
 Each command runs as its own process over the same real NIH images (../shared/data/nih-cxr14/images), start-up
 and weights loading included, round-robin so machine noise hits them alike; medians of the wall times are reported
@@ -31,6 +31,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=24)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--weights", default=str(ROOT / "cxr" / "starter"))
+    parser.add_argument("--ray", action="store_true", help="also `--engine ray --workers 1` (a local cluster per run)")
     args = parser.parse_args()
     images = [str(p) for p in sorted(IMAGES.glob("*.png"))[: args.images]]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
@@ -41,11 +42,20 @@ def main() -> None:
             "cxr score (fp32, batch 16, 1 decoding worker)": lambda r: [
                 *base, "score", *images, "--out", f"{tmp}/a{r}.parquet", "--weights", args.weights, "--no-progress"
             ],
+            "cxr score (fp32, batch 8, decoding in the main process)": lambda r: [
+                *base, "score", *images, "--out", f"{tmp}/c{r}.parquet", "--weights", args.weights, "--no-progress",
+                "--workers", "0", "--batch-size", "8",
+            ],
             "cxr score --precision bf16 --channels-last": lambda r: [
                 *base, "score", *images, "--out", f"{tmp}/b{r}.parquet", "--weights", args.weights, "--no-progress",
                 "--precision", "bf16", "--channels-last",
             ],
         }  # fmt: skip
+        if args.ray:
+            variants["cxr score --engine ray --workers 1"] = lambda r: [
+                *base, "score", *images, "--out", f"{tmp}/r{r}.parquet", "--weights", args.weights, "--no-progress",
+                "--engine", "ray", "--workers", "1",
+            ]  # fmt: skip
         seconds: dict[str, list[float]] = {name: [] for name in variants}
         for r in range(args.rounds):
             for name, command in variants.items():
