@@ -174,9 +174,12 @@ def test_every_imported_package_is_declared_where_it_is_used() -> None:
         canonicalize_name(Requirement(line).name)
         for line in deploy_space.space_requirements(PYPROJECT).splitlines()[1:]
     }
-    library = _imported_distributions(sorted((ROOT / "cxr").rglob("*.py")))
+    scoring_files = sorted((ROOT / "cxr" / "scoring").rglob("*.py"))
+    library = _imported_distributions([p for p in sorted((ROOT / "cxr").rglob("*.py")) if p not in scoring_files])
     assert {"torch", "numpy", "httpx2", "matplotlib"} <= library  # the scan sees them
     assert library <= _declared(project["dependencies"]), "cxr/ imports a package pyproject.toml does not declare"
+    scoring = _imported_distributions(scoring_files)  # `cxr score`: the extras score and scale
+    assert {"pyarrow", "ray"} <= scoring <= _declared(project["dependencies"], extras["score"], extras["scale"])
     assert _imported_distributions([ROOT / "app.py"]) <= space
     training = _imported_distributions(sorted((ROOT / "train").rglob("*.py")))
     assert {"scipy", "scikit-learn"} <= training <= _declared(project["dependencies"], extras["train"])
