@@ -157,6 +157,9 @@ def _score(args: argparse.Namespace) -> int:
     except StoreError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # the parts written so far are whole files: the next run resumes from them
+        print(f"interrupted: re-run the same command to resume into {args.out}", file=sys.stderr)
+        return 130
     print(
         f"{summary.out}: {summary.total_rows} rows; this run added {summary.added} ({summary.errors} unreadable), "
         f"skipped {summary.skipped} already scored, {summary.images_per_second:.2f} images/s",
