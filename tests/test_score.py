@@ -140,8 +140,8 @@ def test_cams_write_maps_or_overlays(images, tiny_weights, tmp_path):
     assert all(Path(f).stat().st_size > 1000 for f in files)
 
 
-def test_sigkill_mid_run_loses_nothing_written_and_resume_completes(tmp_path):
-    """A real SIGKILL of `cxr score` mid-run, then a re-run: every image once, nothing lost, nothing twice."""
+def test_sigkill_or_ctrl_c_mid_run_loses_nothing_written_and_resume_completes(tmp_path):
+    """A real SIGKILL of `cxr score` mid-run, a Ctrl-C of the re-run, then a last run: every image once."""
     weights = save_model(make_model(ModelConfig(trunk="resnet18", image_size=64)), tmp_path / "small")
     folder = tmp_path / "many"
     folder.mkdir()
@@ -163,6 +163,15 @@ def test_sigkill_mid_run_loses_nothing_written_and_resume_completes(tmp_path):
     written = [pq.read_table(p) for p in parts.glob("part-*.parquet")]  # every part left is a whole file
     before = {r["path"] for t in written for r in t.to_pylist()}
     assert 5 <= len(before) < 40
+
+    # Ctrl-C of the re-run: it stops with status 130 and what it wrote is kept.
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while len(list(parts.glob("part-*.parquet"))) < len(written) + 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    assert process.wait() == 130 and "re-run the same command to resume" in process.stderr.read()
+    assert len({r["path"] for p in parts.glob("part-*.parquet") for r in pq.read_table(p).to_pylist()}) >= 8
 
     subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     paths = [r["path"] for r in rows(out)]
