@@ -156,9 +156,15 @@ def test_sigkill_or_ctrl_c_mid_run_loses_nothing_written_and_resume_completes(tm
     deadline = time.monotonic() + 300
     while len(list(parts.glob("part-*.parquet"))) < 5 and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
+    workers = _children(process.pid)
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    assert workers, "the run had no decoding worker"
+    deadline = time.monotonic() + 60
+    while any(Path(f"/proc/{pid}").exists() and _state(pid) != "Z" for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert all(not Path(f"/proc/{pid}").exists() or _state(pid) == "Z" for pid in workers), "orphaned workers"
     assert not out.exists()
     written = [pq.read_table(p) for p in parts.glob("part-*.parquet")]  # every part left is a whole file
     before = {r["path"] for t in written for r in t.to_pylist()}
@@ -178,3 +184,23 @@ def test_sigkill_or_ctrl_c_mid_run_loses_nothing_written_and_resume_completes(tm
     assert len(paths) == len(set(paths)) == 40
     assert set(paths) == {str(p) for p in folder.glob("*.png")}
     assert all(r["error"] is None for r in rows(out))
+
+
+def _children(pid: int) -> list[int]:
+    """Process ids whose parent is ``pid`` (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "Z"

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
+import os
+import signal
+import sys
 from collections.abc import Iterator, Sequence
 
 import torch
@@ -10,6 +14,8 @@ from torch.utils.data import DataLoader, Dataset
 from cxr.scoring.inputs import ScoreInput
 from cxr.scoring.work import CamWriter, LoadedImage, load_input, rows_for
 from cxr.serving import ServedModel
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 class _Inputs(Dataset):
@@ -27,8 +33,14 @@ def _as_list(batch: list[LoadedImage]) -> list[LoadedImage]:
     return batch  # images differ in size: the predictor letterboxes them, not the collate
 
 
-def _one_thread(_: int) -> None:
+def _init_worker(_: int) -> None:
     torch.set_num_threads(1)  # a decoder needs no intra-op threads; the cores belong to the forward pass
+    if sys.platform == "linux":
+        # Die with the main process: after a SIGKILL of it, a worker blocked writing a decoded image into the
+        # result pipe would otherwise wait forever, orphaned.
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() == 1:  # the main process died before prctl took effect
+            os._exit(1)
 
 
 def local_batches(
@@ -46,7 +58,7 @@ def local_batches(
         batch_size=batch_size,
         num_workers=workers,
         collate_fn=_as_list,
-        worker_init_fn=_one_thread if workers else None,
+        worker_init_fn=_init_worker if workers else None,
         prefetch_factor=2 if workers else None,
         persistent_workers=False,
     )
