@@ -96,7 +96,12 @@ class ScoreStore:
     def consolidate(self) -> pa.Table:
         """Merge the file and the parts into ``out`` (one row per path, the newest kept); remove the parts."""
         tables = list(self._tables())
-        table = pa.concat_tables(tables) if tables else rows_table([], self.schema)
+        # An earlier run's file may carry other metadata text (e.g. why these weights were chosen): this run's wins.
+        table = (
+            pa.concat_tables([t.replace_schema_metadata(None) for t in tables])
+            if tables
+            else rows_table([], self.schema)
+        )
         latest = {path: i for i, path in enumerate(table.column("path").to_pylist())}
         table = table.take(sorted(latest.values())).replace_schema_metadata(self.schema.metadata)
         _write_atomically(table, self.out)
