@@ -1,7 +1,8 @@
 """Gradio Space: 14 chest X-ray findings with a Grad-CAM heatmap for each, from one forward pass.
 
 Run ``python app.py --weights DIR`` (or with Hub access, ``python app.py``). The page and the API
-(``/predict``, ``/cam``, ``/model_info``) are thin wiring over :mod:`cxr.serving` and :mod:`cxr.predictor`.
+(``/predict``, ``/cam``, ``/model_info``, also MCP tools with ``--mcp``; on by default on a Space) are thin
+wiring over :mod:`cxr.serving` and :mod:`cxr.predictor`; on ZeroGPU hardware :mod:`cxr.zerogpu` runs the model.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import gradio as gr
 import numpy as np
 import torch
 
-from cxr.batching import BatchingPredictor
+from cxr import zerogpu
 from cxr.io import MAX_FILE_BYTES, InvalidImageError, load_image
 from cxr.labels import display_name
 from cxr.predictor import Prediction
@@ -207,13 +208,13 @@ def _accordions(served: ServedModel) -> gr.JSON:
 
 
 class Handlers:
-    """What the page's events and the API endpoints do, over one batching model."""
+    """What the page's events and the API endpoints do, over one model front (batching, or ZeroGPU calls)."""
 
     def __init__(self, served: ServedModel) -> None:
         self.served = served
         self.labels = list(served.config.labels)
         self.choices = [(display_name(label), label) for label in self.labels]
-        self.model = BatchingPredictor(served.predictor, max_batch_size=MAX_BATCH_SIZE)
+        self.model = zerogpu.serving_front(served.predictor, max_batch_size=MAX_BATCH_SIZE)
 
     def predict_file(self, path: str) -> Prediction:
         """Decode here, in the caller's thread (a bad file fails only its request), then share a forward."""
@@ -266,20 +267,46 @@ class Handlers:
         chosen = shown.get(selected.value, self.labels[0])
         return (*self.redraw(prediction, chosen, opacity), gr.update(value=chosen))
 
-    # API endpoints: their docstrings are the API's descriptions.
+    # API endpoints: their docstrings are the API's descriptions and the MCP tools' (Gradio reads the summary,
+    # Args and Returns). The functions' names are the MCP tools' names.
 
     def predict(self, image: str) -> tuple[dict[str, Any], np.ndarray]:
-        """All labels' probabilities, thresholds and positives, and the most probable label's heatmap."""
+        """Read a frontal chest radiograph and score 14 findings (the NIH ChestX-ray14 labels), with a heatmap.
+        A research demo, not a medical device: not for diagnosis or treatment.
+
+        Args:
+            image: a frontal (PA or AP) chest radiograph: a PNG, JPEG or DICOM (.dcm) file.
+
+        Returns:
+            JSON: each label's probability and threshold, `positive` labels, labels at chance, the input check
+            a JPEG image: the most probable label's Grad-CAM heatmap over the radiograph
+        """
         prediction = self.predict_file(image)
         return prediction_record(prediction, self.served), prediction.overlay(top_label(prediction), DEFAULT_OPACITY)
 
     def cam(self, image: str, label: str, opacity: float = DEFAULT_OPACITY) -> tuple[dict[str, Any], np.ndarray]:
-        """One label's heatmap over the image, with that label's probability, threshold and verdict."""
+        """Show where the model looked for one finding on a frontal chest radiograph (a Grad-CAM heatmap).
+        A research demo, not a medical device: not for diagnosis or treatment.
+
+        Args:
+            image: a frontal (PA or AP) chest radiograph: a PNG, JPEG or DICOM (.dcm) file.
+            label: the finding, a label name such as "Effusion" or "Cardiomegaly" (model_info lists them).
+            opacity: the heatmap's opacity over the radiograph, from 0 to 1.
+
+        Returns:
+            JSON: the label's probability, threshold, verdict and caption
+            a JPEG image: the label's heatmap over the radiograph (where the model looked, not the finding's extent)
+        """
         prediction = self.predict_file(image)
         return cam_record(prediction, label, self.served), prediction.overlay(label, opacity)
 
-    def describe_model(self) -> dict[str, Any]:
-        """Labels, thresholds, provenance and recorded metrics of the served weights."""
+    def model_info(self) -> dict[str, Any]:
+        """Describe the served chest X-ray model: its labels, thresholds, provenance and recorded test metrics.
+        A research demo, not a medical device.
+
+        Returns:
+            JSON: labels, thresholds, weights source, revision and SHA-256, training data, evaluation
+        """
         return model_info(self.served)
 
 
@@ -332,7 +359,7 @@ def _add_api_endpoints(page: Page, handlers: Handlers) -> None:
           **MODEL_EVENTS)  # fmt: skip
     gr.on([], handlers.cam, inputs=[page.upload, page.label, page.opacity], outputs=[page.answer, page.overlay],
           api_name="cam", **MODEL_EVENTS)  # fmt: skip
-    gr.on([], handlers.describe_model, inputs=None, outputs=[page.answer], api_name="model_info", queue=False)
+    gr.on([], handlers.model_info, inputs=None, outputs=[page.answer], api_name="model_info", queue=False)
 
 
 def _notice(served: ServedModel, with_provenance: bool) -> str:
@@ -391,6 +418,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="delete uploads and rendered images from disk after this long (default 120)",
     )  # fmt: skip
     parser.add_argument(
+        "--mcp", action="store_true", default=None,
+        help="also serve the API as an MCP server at /gradio_api/mcp/ (default: on in a Hugging Face Space, "
+        "else $GRADIO_MCP_SERVER)",
+    )  # fmt: skip
+    parser.add_argument(
         "--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS") or len(os.sched_getaffinity(0))),
         help="torch threads for the one forward pass at a time (default: $OMP_NUM_THREADS, else the usable cores)",
     )  # fmt: skip
@@ -398,7 +430,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("cxr").setLevel(logging.INFO)  # ours only: other libraries' request logs name file paths
-    served = load_served_model(args.weights)  # never fails: see cxr.sources for the order and the log for why
+    device = zerogpu.prepare()  # ZeroGPU: the model goes to cuda now, before anything else touches CUDA
+    served = load_served_model(args.weights, **device)  # never fails: see cxr.sources for the order and the log
     log.info("Weights SHA-256 %s.", served.weights_sha256[:12])
     demo = build_demo(served, forget_after_s=args.forget_after)
     demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=MODEL_CONCURRENCY)
@@ -406,6 +439,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         server_name=args.host,
         server_port=args.port,
         max_file_size=MAX_FILE_BYTES,
+        mcp_server=args.mcp or (True if gr.utils.get_space() else None),  # None: Gradio reads $GRADIO_MCP_SERVER
         state_session_capacity=SESSIONS_KEPT,
         theme=gr.themes.Default(primary_hue="blue", neutral_hue="slate", font=["system-ui", "sans-serif"]),
         css=CSS,
