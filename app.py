@@ -134,7 +134,7 @@ def _inputs_column() -> tuple[gr.File, gr.Dataset]:
         label="Chest X-ray: PNG, JPEG or DICOM (.dcm)",
         file_count="single",
         type="filepath",
-        height=112,  # the prompt's three lines under the label (the icon is hidden by CSS)
+        height=96,
         elem_id="upload",
     )
     examples = gr.Dataset(

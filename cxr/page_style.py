@@ -25,7 +25,9 @@ CSS = """
 /* Labels at chance: greyed (grey bars, slate text that still reads at 4.5:1 or more), below the others. */
 #at-chance {--stat-background-fill: #94a3b8; background: #f1f5f9;}
 #at-chance dt {color: #475569 !important;}
-/* The upload box shows its whole prompt: no icon behind the text (with the box's height set in app.py). */
+/* The upload box shows its whole prompt: its label above it (not floating over it), no icon behind the text. */
+#upload label[data-testid="block-label"] {position: static !important;}
+#upload [data-testid="upload-text"] {min-height: 0 !important; padding: 0 !important;}
 #upload .icon-wrap {display: none !important;}
 /* An image of any size fills its panel, so a 40 px image or a CT slice is shown as large as a radiograph. */
 #images .image-container, #images .image-frame {width: 100%; height: 100%;}

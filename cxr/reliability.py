@@ -88,8 +88,8 @@ def reliability_sentence(verdicts: Mapping[str, str]) -> str:
     return (
         f"**At chance on the test set ({len(at_chance)} of {len(verdicts)}):** {', '.join(at_chance)} — the 95% CI "
         "of each one's test AUROC includes 0.5 (or its AUROC is at most 0.5), so these weights cannot tell it from "
-        "chance. Its probability is still given, but it is never called positive or marked ▲; the page shows it "
-        "greyed, below the other findings."
+        "chance. Its probability is still given, but it is never called positive or marked ▲, and the demo page "
+        "lists it greyed, below the other findings."
     )
 
 
