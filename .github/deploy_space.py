@@ -95,8 +95,22 @@ def check_front_matter(readme: str, pyproject: dict) -> None:
         problems.append(f'python_version is {data.python_version!r}, not a quoted version such as "3.11"')
     elif data.python_version not in requires_python:
         problems.append(f"python_version is {data.python_version!r} but the project needs Python {requires_python}")
+    if data.models:
+        problems.append("models is written by the deploy, and only for model repos that exist on the Hub")
     if problems:
         raise DeployError("README.md front matter: " + "; ".join(problems) + ".")
+
+
+def model_repo(pyproject: dict) -> str:
+    """The project's model repo on the Hub, from the Model URL of pyproject.toml (``ORG/NAME``)."""
+    return pyproject["project"]["urls"]["Model"].removeprefix("https://huggingface.co/")
+
+
+def with_models(readme: str, models: Sequence[str]) -> str:
+    """The README with its Spaces front matter listing ``models`` (none: no ``models`` key at all)."""
+    card = SpaceCard(readme)
+    card.data.models = list(models) or None
+    return str(card)
 
 
 def check_published(requirements: str, python_version: str, index_url: str = PYPI) -> None:
@@ -154,23 +168,29 @@ def _published_versions(name: str, python_version: str, index_args: Iterable[str
     return listed.group(1).split(", ")
 
 
-def stage(folder: Path, pyproject: dict, root: Path = ROOT) -> list[str]:
-    """Lay out in ``folder`` exactly what the Space gets: its files and its generated requirements.txt."""
+def stage(folder: Path, pyproject: dict, root: Path = ROOT, models: Sequence[str] = ()) -> list[str]:
+    """Lay out in ``folder`` exactly what the Space gets: its files and its generated requirements.txt, with the
+    README's front matter listing ``models`` (the model repos that exist on the Hub)."""
     files = space_files(root)
     for name in files:
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(root / name, folder / name)
+    readme = folder / "README.md"
+    readme.write_text(with_models(readme.read_text(encoding="utf-8"), models), encoding="utf-8")
     (folder / REQUIREMENTS_FILE).write_text(space_requirements(pyproject), encoding="utf-8")
     return sorted([*files, REQUIREMENTS_FILE])
 
 
 def deploy(space_id: str, token: str, commit: str | None, pyproject: dict) -> str:
-    """Upload the Space's files in one commit, deleting files there that the checkout no longer has."""
+    """Upload the Space's files in one commit, deleting files there that the checkout no longer has.
+
+    The front matter names the project's model repo only once it exists (``python -m train publish`` creates it).
+    """
+    api = HfApi(token=token)
+    repo = model_repo(pyproject)
     with tempfile.TemporaryDirectory(prefix="cxr-space-") as folder:
-        files = stage(Path(folder), pyproject)
-        info = HfApi(
-            token=token
-        ).upload_folder(
+        files = stage(Path(folder), pyproject, models=[repo] if api.repo_exists(repo) else [])
+        info = api.upload_folder(
             repo_id=space_id,
             repo_type="space",
             folder_path=folder,

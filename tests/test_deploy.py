@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from huggingface_hub import SpaceCard
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
@@ -37,7 +38,6 @@ sdk_version: {GRADIO_PIN}
 python_version: "3.11"
 app_file: app.py
 license: mit
-models: [cxr-project/chestxray14-resnet50-lse]
 short_description: 14 chest X-ray findings with a Grad-CAM heatmap for each
 ---
 # cxr
@@ -125,6 +125,8 @@ def test_the_space_gets_the_app_library_requirements_and_examples_but_no_trainin
         (('python_version: "3.11"\n', ""), "python_version is not set (Spaces then use Python 3.10"),
         (('"3.11"', "3.10"), "python_version is 3.1, not a quoted version"),  # YAML's number 3.10
         (('"3.11"', '"3.10"'), "python_version is '3.10' but the project needs Python >=3.11"),
+        # A repo named by hand may not exist (issue 17): the deploy lists the model repo once it does.
+        (("license: mit\n", "license: mit\nmodels: [cxr-project/chestxray14-resnet50-lse]\n"), "models is written"),
     ],
 )
 def test_front_matter_that_would_not_start_the_app_is_refused(change, problem) -> None:
@@ -199,6 +201,14 @@ def test_the_staged_space_folder_holds_the_files_and_the_written_requirements(tm
     assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()) == files
     assert (tmp_path / "requirements.txt").read_text() == deploy_space.space_requirements(PYPROJECT)
     assert (tmp_path / "app.py").read_bytes() == (ROOT / "app.py").read_bytes()
+    # No model repo exists yet: the Space's front matter names none; once one exists, it names it.
+    assert SpaceCard((tmp_path / "README.md").read_text(encoding="utf-8")).data.models is None
+    repo = deploy_space.model_repo(PYPROJECT)
+    assert repo == "cxr-project/chestxray14-resnet50-lse"
+    deploy_space.stage(tmp_path / "published", PYPROJECT, models=[repo])
+    staged = (tmp_path / "published" / "README.md").read_text(encoding="utf-8")
+    assert SpaceCard(staged).data.models == [repo]
+    assert staged.split("---", 2)[2] == (ROOT / "README.md").read_text(encoding="utf-8").split("---", 2)[2]
 
 
 def _simple_index(folder: Path, wheels: list[str]) -> str:
