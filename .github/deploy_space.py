@@ -35,7 +35,10 @@ from packaging.utils import canonicalize_name
 ROOT = Path(__file__).resolve().parents[1]
 # What the Space needs, and nothing else: no training code, tests, benchmarks or CI files. Its
 # requirements.txt is not among them: space_requirements() writes it.
-SPACE_FILES = ["app.py", "README.md", "LICENSE", "cxr/*.py", "cxr/starter/*", "examples/*.png", "examples/*.md"]
+SPACE_FILES = [
+    "app.py", "README.md", "LICENSE", "cxr/*.py", "cxr/starter/*", "examples/*.png", "examples/*.md",
+    "examples/thumbnails/*.jpg",  # the page's example buttons (app.THUMBNAILS)
+]  # fmt: skip
 NEVER = ["**/__pycache__/**", "*.pyc"]
 REQUIREMENTS_FILE = "requirements.txt"
 PYPI = "https://pypi.org/simple"

@@ -201,6 +201,8 @@ def test_the_staged_space_folder_holds_the_files_and_the_written_requirements(tm
     assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()) == files
     assert (tmp_path / "requirements.txt").read_text() == deploy_space.space_requirements(PYPROJECT)
     assert (tmp_path / "app.py").read_bytes() == (ROOT / "app.py").read_bytes()
+    thumbnails = sorted((ROOT / "examples" / "thumbnails").glob("*.jpg"))
+    assert thumbnails and all(p.relative_to(ROOT).as_posix() in files for p in thumbnails)  # the example buttons
     # No model repo exists yet: the Space's front matter names none; once one exists, it names it.
     assert SpaceCard((tmp_path / "README.md").read_text(encoding="utf-8")).data.models is None
     repo = deploy_space.model_repo(PYPROJECT)
