@@ -23,15 +23,26 @@ import torch
 from cxr import zerogpu
 from cxr.io import MAX_FILE_BYTES, InvalidImageError, load_image
 from cxr.labels import display_name
+from cxr.page_style import CSS, page_script
+from cxr.page_text import (
+    AT_CHANCE_HEADING,
+    FINDINGS_HEADING,
+    caption,
+    finding_rows,
+    heatmap_alt,
+    heatmap_choices,
+    row_name,
+)
 from cxr.predictor import Prediction
+from cxr.reliability import AT_CHANCE, label_evidence
 from cxr.serving import (
     ServedModel,
     about_markdown,
     cam_record,
+    first_heatmap,
     load_served_model,
     model_info,
     prediction_record,
-    top_label,
     trained_on,
     weights_banner,
 )
@@ -48,38 +59,10 @@ SESSION_TTL_S = 1800  # a result (decoded image + maps) stays in the server's me
 SESSIONS_KEPT = 200  # at most this many sessions' results in memory (about 5 MB each)
 DEFAULT_OPACITY = 0.5
 IMAGE_FORMAT = "jpeg"  # a 1024 px overlay encodes in ~5 ms as JPEG, ~480 ms as PNG (bench/app_latency.py)
-POSITIVE_MARK = "▲"
 REFUSED = "Cannot read this file"
 TITLE = "Chest X-ray findings with Grad-CAM"
 EMPTY_CAPTION = "Upload a chest X-ray to see findings."
 EXPIRED_CAPTION = "The result for this image has expired or there is none yet: upload an image."
-
-CSS = """
-.block.cxr-note {border-left: 4px solid #1d4ed8; background: #eff6ff; padding: 6px 12px !important; border-radius: 6px;}
-.block.cxr-untrained {border-left: 4px solid #b91c1c; background: #fef2f2; padding: 6px 12px !important;
-  border-radius: 6px;}
-.cxr-untrained p {color: #7f1d1d;}
-.cxr-note p, .cxr-untrained p {margin: 0 !important; font-size: 0.9rem !important;}
-#caption {min-height: 1.6em;}
-#findings button {cursor: pointer;}
-#findings dt {font-family: var(--font) !important;}
-#findings dd.confidence {display: none;}  /* whole percents: the one-decimal value is in each row's name */
-#about code {overflow-wrap: anywhere; white-space: normal;}
-#examples img {height: 72px; width: 72px; object-fit: cover;}
-@media (max-width: 640px) {
-  /* A phone gets one column, results first: upload, images, caption, findings, then the controls and examples. */
-  h1 {font-size: 1.05rem !important; margin: 0 !important;}
-  .block.cxr-note, .block.cxr-untrained {padding: 4px 8px !important;}
-  .cxr-note p, .cxr-untrained p {font-size: 0.75rem !important; line-height: 1.3 !important;}
-  #main {flex-direction: column; flex-wrap: nowrap;}
-  #main > .column {display: contents;}
-  #upload {order: 1;} #images {order: 2;} #caption {order: 3;} #findings {order: 4;} #controls {order: 5;}
-  #examples {order: 6;}
-  #images {flex-wrap: nowrap !important; gap: 6px !important;}
-  #images > div {min-width: 0 !important;}
-  #findings button {padding-top: 0; padding-bottom: 0;}
-}
-"""
 
 
 @dataclass(frozen=True)
@@ -96,6 +79,7 @@ class Page:
     label: gr.Dropdown
     opacity: gr.Slider
     findings: gr.Label
+    at_chance: gr.Label  # the labels the weights cannot tell from chance, greyed below the others
     answer: gr.JSON
 
 
@@ -121,9 +105,11 @@ def build_demo(served: ServedModel, forget_after_s: int = 120) -> gr.Blocks:
             with gr.Column(scale=7, min_width=320):
                 original, overlay, caption, label, opacity = _results_column(handlers.choices)
             with gr.Column(scale=4, min_width=260):
-                findings = _findings_column(len(handlers.labels))
+                findings, at_chance = _findings_column(handlers)
         answer = _accordions(served)
-        page = Page(result, refusal, upload, examples, original, overlay, caption, label, opacity, findings, answer)
+        page = Page(
+            result, refusal, upload, examples, original, overlay, caption, label, opacity, findings, at_chance, answer
+        )
         _wire_page_events(page, handlers)
         _add_api_endpoints(page, handlers)
     return demo
@@ -169,7 +155,7 @@ def _results_column(choices: list[tuple[str, str]]) -> tuple[gr.Image, gr.Image,
         with gr.Column(min_width=150):
             original = gr.Image(
                 label="Radiograph", show_label=False, type="numpy", format=IMAGE_FORMAT, interactive=False,
-                buttons=["fullscreen"], elem_id="original",
+                buttons=["fullscreen"], elem_id="original", alt_text="Uploaded radiograph",
             )  # fmt: skip
         with gr.Column(min_width=150):
             overlay = gr.Image(
@@ -186,14 +172,21 @@ def _results_column(choices: list[tuple[str, str]]) -> tuple[gr.Image, gr.Image,
     return original, overlay, caption, label, opacity
 
 
-def _findings_column(n_labels: int) -> gr.Label:
-    """Every label's probability, most probable first; a click on one shows its heatmap."""
-    return gr.Label(
-        label=f"Findings ({POSITIVE_MARK} = at or above threshold; click one for its heatmap)",
-        num_top_classes=n_labels,
-        show_heading=False,
-        elem_id="findings",
+def _findings_column(handlers: Handlers) -> tuple[gr.Label, gr.Label]:
+    """Every label's probability, most probable first, the at-chance ones in a greyed list below the others;
+    a click on one shows its heatmap. A list with no label for the served weights is not shown."""
+    reliable = len(handlers.labels) - len(handlers.at_chance)
+    findings = gr.Label(
+        label=FINDINGS_HEADING, num_top_classes=reliable, show_heading=False, visible=reliable > 0, elem_id="findings"
     )
+    at_chance = gr.Label(
+        label=AT_CHANCE_HEADING,
+        num_top_classes=len(handlers.at_chance),
+        show_heading=False,
+        visible=bool(handlers.at_chance),
+        elem_id="at-chance",
+    )
+    return findings, at_chance
 
 
 def _accordions(served: ServedModel) -> gr.JSON:
@@ -214,6 +207,8 @@ class Handlers:
         self.served = served
         self.labels = list(served.config.labels)
         self.choices = [(display_name(label), label) for label in self.labels]
+        self.evidence = label_evidence(served.config)  # each label's test AUROC and interval, if recorded
+        self.at_chance = [label for label in self.labels if self.evidence[label].verdict == AT_CHANCE]
         self.model = zerogpu.serving_front(served.predictor, max_batch_size=MAX_BATCH_SIZE)
 
     def predict_file(self, path: str) -> Prediction:
@@ -228,7 +223,7 @@ class Handlers:
     # Page events: their outputs are listed in _wire_page_events.
 
     def analyse_upload(self, path: str | None, opacity: float) -> tuple:
-        """Outputs: result, refusal, original, overlay, findings, label, caption, answer."""
+        """Outputs: result, refusal, original, overlay, findings, at_chance, label, caption, answer."""
         if path is None:
             return _cleared(self.choices, EMPTY_CAPTION)
         try:
@@ -236,15 +231,15 @@ class Handlers:
         except gr.Error as err:
             # Clear the previous image's results: they must never sit next to another file's name.
             return _cleared(self.choices, f"**{REFUSED}.** {err.message}", refused=err.message)
-        shown = top_label(prediction)
+        shown, why_not = first_heatmap(prediction)
         return (
             prediction,
             None,
             _grayscale_uint8(prediction.image),
-            prediction.overlay(shown, opacity=opacity),
-            _marked_confidences(prediction),
-            gr.update(choices=_ranked_choices(prediction), value=shown),
-            _caption(prediction, shown),
+            self.overlay(prediction, shown, opacity),
+            *finding_rows(prediction, self.evidence),
+            gr.update(choices=heatmap_choices(prediction, self.evidence), value=shown),
+            caption(prediction, shown, self.evidence[shown], why_not),
             prediction_record(prediction, self.served),
         )
 
@@ -255,16 +250,20 @@ class Handlers:
             raise gr.Error(f"{REFUSED}: {message}", title=REFUSED, print_exception=False)
 
     @staticmethod
-    def redraw(prediction: Prediction | None, label: str, opacity: float) -> tuple[np.ndarray | None, str]:
+    def overlay(prediction: Prediction, label: str, opacity: float) -> dict[str, Any]:
+        """The heatmap's image and its alt text, for the page's overlay component."""
+        return gr.update(value=prediction.overlay(label, opacity=opacity), alt_text=heatmap_alt(prediction, label))
+
+    def redraw(self, prediction: Prediction | None, label: str, opacity: float) -> tuple:
         """Outputs: overlay, caption."""
         if prediction is None:
             return None, EXPIRED_CAPTION
-        return prediction.overlay(label, opacity=opacity), _caption(prediction, label)
+        return self.overlay(prediction, label, opacity), caption(prediction, label, self.evidence[label])
 
     def show_finding(self, prediction: Prediction | None, opacity: float, selected: gr.SelectData) -> tuple:
-        """Outputs: overlay, caption, label (the clicked findings row's label)."""
-        shown = {_finding_name(prediction, label): label for label in self.labels} if prediction else {}
-        chosen = shown.get(selected.value, self.labels[0])
+        """Outputs: overlay, caption, label (the label of the clicked row, in either findings list)."""
+        rows = {row_name(prediction, label, self.evidence): label for label in self.labels} if prediction else {}
+        chosen = rows.get(selected.value, self.labels[0])
         return (*self.redraw(prediction, chosen, opacity), gr.update(value=chosen))
 
     # API endpoints: their docstrings are the API's descriptions and the MCP tools' (Gradio reads the summary,
@@ -279,10 +278,11 @@ class Handlers:
 
         Returns:
             JSON: each label's probability and threshold, `positive` labels, labels at chance, the input check
-            a JPEG image: the most probable label's Grad-CAM heatmap over the radiograph
+            a JPEG image: the heatmap of `overlay_label`, the most probable label above chance with a non-empty map
         """
         prediction = self.predict_file(image)
-        return prediction_record(prediction, self.served), prediction.overlay(top_label(prediction), DEFAULT_OPACITY)
+        record = prediction_record(prediction, self.served)
+        return record, prediction.overlay(record["overlay_label"], DEFAULT_OPACITY)
 
     def cam(self, image: str, label: str, opacity: float = DEFAULT_OPACITY) -> tuple[dict[str, Any], np.ndarray]:
         """Show where the model looked for one finding on a frontal chest radiograph (a Grad-CAM heatmap).
@@ -322,6 +322,7 @@ def _wire_page_events(page: Page, handlers: Handlers) -> None:
         page.original,
         page.overlay,
         page.findings,
+        page.at_chance,
         page.label,
         page.caption,
         page.answer,
@@ -344,7 +345,8 @@ def _wire_page_events(page: Page, handlers: Handlers) -> None:
         api_visibility="private",
         **RENDER_EVENTS,
     )
-    page.findings.select(
+    gr.on(
+        [page.findings.select, page.at_chance.select],
         handlers.show_finding,
         inputs=[page.result, page.opacity],
         outputs=[page.overlay, page.caption, page.label],
@@ -375,32 +377,11 @@ def _notice(served: ServedModel, with_provenance: bool) -> str:
 
 def _cleared(choices: list[tuple[str, str]], message: str, refused: str | None = None) -> tuple:
     """Outputs of the upload event with no result: empty panels and ``message`` under the images."""
-    return None, refused, None, None, None, gr.update(choices=choices, value=choices[0][1]), message, None
+    return None, refused, None, None, None, None, gr.update(choices=choices, value=choices[0][1]), message, None
 
 
 def _grayscale_uint8(image: np.ndarray) -> np.ndarray:
     return np.rint(np.clip(image, 0.0, 1.0) * 255).astype(np.uint8)
-
-
-def _finding_name(prediction: Prediction, label: str) -> str:
-    """A findings row, ``"Pleural thickening ▲ 50.3%"``: one decimal, so 50.3% ▲ never sits beside an unmarked 50%."""
-    mark = f" {POSITIVE_MARK}" if label in prediction.positive else ""
-    return f"{display_name(label)}{mark} {prediction.probability_by_label[label]:.1%}"
-
-
-def _marked_confidences(prediction: Prediction) -> dict[str, float]:
-    """``{row name: probability}`` for gr.Label (it sorts them), with labels at or above their threshold marked."""
-    return {_finding_name(prediction, label): p for label, p in prediction.probability_by_label.items()}
-
-
-def _ranked_choices(prediction: Prediction) -> list[tuple[str, str]]:
-    """Dropdown entries, most probable first: ("Pleural thickening ▲ 73.2%", "Pleural_Thickening")."""
-    ranked = sorted(prediction.labels, key=lambda label: -prediction.probability_by_label[label])
-    return [(_finding_name(prediction, label), label) for label in ranked]
-
-
-def _caption(prediction: Prediction, label: str) -> str:
-    return f"**Heatmap of {prediction.caption(label)}**"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -443,6 +424,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         state_session_capacity=SESSIONS_KEPT,
         theme=gr.themes.Default(primary_hue="blue", neutral_hue="slate", font=["system-ui", "sans-serif"]),
         css=CSS,
+        js=page_script(
+            [f"Try example {n}: NIH ChestX-ray14 radiograph {path.stem}" for n, path in enumerate(EXAMPLES, 1)]
+        ),
     )
     return 0
 

@@ -39,7 +39,10 @@ from packaging.utils import canonicalize_name
 ROOT = Path(__file__).resolve().parents[1]
 # What the Space needs, and nothing else: no training code, tests, benchmarks or CI files. Its
 # requirements.txt is not among them: space_requirements() writes it.
-SPACE_FILES = ["app.py", "README.md", "LICENSE", "cxr/*.py", "cxr/starter/*", "examples/*.png", "examples/*.md"]
+SPACE_FILES = [
+    "app.py", "README.md", "LICENSE", "cxr/*.py", "cxr/starter/*", "examples/*.png", "examples/*.md",
+    "examples/thumbnails/*.jpg",  # the page's example buttons (app.THUMBNAILS)
+]  # fmt: skip
 NEVER = ["**/__pycache__/**", "*.pyc"]
 REQUIREMENTS_FILE = "requirements.txt"
 README_FILE = "README.md"  # one of SPACE_FILES, staged with the profile's front matter
@@ -149,8 +152,22 @@ def check_front_matter(readme: str, pyproject: dict) -> None:
     hardware = getattr(data, "suggested_hardware", None)
     if hardware is not None and hardware not in {h.value for h in SpaceHardware}:
         problems.append(f"suggested_hardware is {hardware!r}, not a Spaces hardware flavor")
+    if data.models:
+        problems.append("models is written by the deploy, and only for model repos that exist on the Hub")
     if problems:
         raise DeployError("README.md front matter: " + "; ".join(problems) + ".")
+
+
+def model_repo(pyproject: dict) -> str:
+    """The project's model repo on the Hub, from the Model URL of pyproject.toml (``ORG/NAME``)."""
+    return pyproject["project"]["urls"]["Model"].removeprefix("https://huggingface.co/")
+
+
+def with_models(readme: str, models: Sequence[str]) -> str:
+    """The README with its Spaces front matter listing ``models`` (none: no ``models`` key at all)."""
+    card = SpaceCard(readme)
+    card.data.models = list(models) or None
+    return str(card)
 
 
 def check_published(requirements: str, python_version: str, index_url: str = PYPI) -> None:
@@ -208,26 +225,29 @@ def _published_versions(name: str, python_version: str, index_args: Iterable[str
     return listed.group(1).split(", ")
 
 
-def stage(folder: Path, pyproject: dict, profile: Profile, root: Path = ROOT) -> list[str]:
-    """Lay out in ``folder`` exactly what the Space gets: its files, the README with the profile's front matter
-    and the generated requirements.txt."""
+def stage(folder: Path, pyproject: dict, profile: Profile, root: Path = ROOT, models: Sequence[str] = ()) -> list[str]:
+    """Lay out in ``folder`` exactly what the Space gets: its files and its generated requirements.txt, with the
+    README's front matter written for the profile and listing ``models`` (the model repos that exist on the Hub)."""
     files = space_files(root)
     for name in files:
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(root / name, folder / name)
-    readme = (root / README_FILE).read_text(encoding="utf-8")
-    (folder / README_FILE).write_text(space_readme(readme, profile), encoding="utf-8")
+    readme = folder / README_FILE
+    readme.write_text(with_models(space_readme(readme.read_text(encoding="utf-8"), profile), models), encoding="utf-8")
     (folder / REQUIREMENTS_FILE).write_text(space_requirements(pyproject, profile), encoding="utf-8")
     return sorted([*files, REQUIREMENTS_FILE])
 
 
 def deploy(space_id: str, token: str, commit: str | None, pyproject: dict, profile: Profile) -> str:
-    """Upload the Space's files in one commit, deleting files there that the checkout no longer has."""
+    """Upload the Space's files in one commit, deleting files there that the checkout no longer has.
+
+    The front matter names the project's model repo only once it exists (``python -m train publish`` creates it).
+    """
+    api = HfApi(token=token)
+    repo = model_repo(pyproject)
     with tempfile.TemporaryDirectory(prefix="cxr-space-") as folder:
-        files = stage(Path(folder), pyproject, profile)
-        info = HfApi(
-            token=token
-        ).upload_folder(
+        files = stage(Path(folder), pyproject, profile, models=[repo] if api.repo_exists(repo) else [])
+        info = api.upload_folder(
             repo_id=space_id,
             repo_type="space",
             folder_path=folder,

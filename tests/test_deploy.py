@@ -39,7 +39,6 @@ sdk_version: {GRADIO_PIN}
 python_version: "3.11"
 app_file: app.py
 license: mit
-models: [cxr-project/chestxray14-resnet50-lse]
 short_description: 14 chest X-ray findings with a Grad-CAM heatmap for each
 ---
 # cxr
@@ -130,6 +129,8 @@ def test_the_space_gets_the_app_library_requirements_and_examples_but_no_trainin
         (('python_version: "3.11"\n', ""), "python_version is not set (Spaces then use Python 3.10"),
         (('"3.11"', "3.10"), "python_version is 3.1, not a quoted version"),  # YAML's number 3.10
         (('"3.11"', '"3.10"'), "python_version is '3.10' but the project needs Python >=3.11"),
+        # A repo named by hand may not exist (issue 17): the deploy lists the model repo once it does.
+        (("license: mit\n", "license: mit\nmodels: [cxr-project/chestxray14-resnet50-lse]\n"), "models is written"),
     ],
 )
 def test_front_matter_that_would_not_start_the_app_is_refused(change, problem) -> None:
@@ -225,6 +226,16 @@ def test_the_staged_space_folder_holds_the_files_and_the_written_requirements(tm
         k: v for k, v in SpaceCard(readme).data.to_dict().items() if k not in ("python_version", "suggested_hardware")
     }
     deploy_space.check_front_matter(staged, PYPROJECT)
+    thumbnails = sorted((ROOT / "examples" / "thumbnails").glob("*.jpg"))
+    assert thumbnails and all(p.relative_to(ROOT).as_posix() in files for p in thumbnails)  # the example buttons
+    # No model repo exists yet: the Space's front matter names none; once one exists, it names it.
+    assert SpaceCard((tmp_path / "README.md").read_text(encoding="utf-8")).data.models is None
+    repo = deploy_space.model_repo(PYPROJECT)
+    assert repo == "cxr-project/chestxray14-resnet50-lse"
+    deploy_space.stage(tmp_path / "published", PYPROJECT, profile, models=[repo])
+    published = (tmp_path / "published" / "README.md").read_text(encoding="utf-8")
+    assert SpaceCard(published).data.models == [repo]
+    assert published.split("---", 2)[2] == (ROOT / "README.md").read_text(encoding="utf-8").split("---", 2)[2]
 
 
 def _simple_index(folder: Path, wheels: list[str]) -> str:
