@@ -112,7 +112,9 @@ def test_mcp_tools_describe_their_input_output_and_that_this_is_no_medical_devic
     image = with_progress.content[1]
     assert image.type == "image" and image.mimeType == "image/jpeg"
     with Image.open(io.BytesIO(base64.b64decode(image.data))) as overlay:
-        assert overlay.size == Image.open(sample).size and np.asarray(overlay).ndim == 3
+        width, height = Image.open(sample).size
+        assert overlay.size[0] == width and overlay.size[1] > height  # the radiograph, its caption band beneath
+        assert np.asarray(overlay).ndim == 3
     # A file that is no image is a tool error with the library's readable message; the server keeps serving.
     assert bad.isError and "not a recognised image" in bad.content[0].text
 
