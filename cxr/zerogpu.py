@@ -14,6 +14,7 @@ request makes its own GPU call with its own decoded image instead.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 
@@ -22,6 +23,8 @@ import torch
 
 from cxr.batching import BatchingPredictor
 from cxr.predictor import Prediction, Predictor
+
+log = logging.getLogger("cxr.zerogpu")
 
 ZERO_GPU_ENV = "SPACES_ZERO_GPU"  # set to "true" by the Hub on ZeroGPU hardware
 # The longest one call may hold the GPU: a first call in a fresh worker initialises CUDA and moves ~100 MB of
@@ -79,5 +82,6 @@ def serving_front(
 ) -> BatchingPredictor | ZeroGpuPredictor:
     """What the app's requests call ``predict(image)`` on: one GPU call per request on ZeroGPU, else the batcher."""
     if on_zero_gpu(environ):
+        log.info("ZeroGPU: the model runs on %s, one @spaces.GPU call per request.", predictor.device)
         return ZeroGpuPredictor(predictor)
     return BatchingPredictor(predictor, max_batch_size=max_batch_size)
