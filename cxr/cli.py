@@ -16,8 +16,8 @@ from cxr.config import ModelConfig
 from cxr.io import InvalidImageError, load_image
 from cxr.labels import LABEL_SETS
 from cxr.model import CXRNet
-from cxr.predictor import PRECISIONS, Prediction
-from cxr.serving import ServedModel, load_served_model
+from cxr.predictor import EMPTY_MAP_NOTE, PRECISIONS, Prediction
+from cxr.serving import ServedModel, first_heatmap, load_served_model
 from cxr.weights import WeightsError, save_model
 
 DESCRIPTION = """Chest X-ray findings (NIH ChestX-ray14 labels) with a Grad-CAM heatmap per label.
@@ -57,7 +57,8 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument(
         "--cam-labels",
         default="positive",
-        help="overlays to write: 'positive' (default; the top label if none is), 'all', or comma-separated labels",
+        help="overlays to write: 'positive' (default; if none is, the most probable label above chance with a "
+        "non-empty map), 'all', or comma-separated labels",
     )
     predict.add_argument("--opacity", type=float, default=0.5, help="heatmap opacity in [0, 1] (default 0.5)")
     predict.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
@@ -211,7 +212,11 @@ def _predict(args: argparse.Namespace) -> int:
                     path = args.cam_dir / f"{stem}_{label}.png"
                     Image.fromarray(prediction.overlay(label, opacity=args.opacity)).save(path)
                     overlays[label] = str(path)
-            row = {"image": name, **prediction.to_dict(), "overlays": overlays}
+            # A blank overlay is an answer, not a failure: say which ones are, and why they are blank.
+            empty = [label for label in overlays if label in prediction.empty_maps]
+            for label in empty:
+                print(f"{name}: the {label} overlay is empty: {EMPTY_MAP_NOTE} ({overlays[label]})", file=sys.stderr)
+            row = {"image": name, **prediction.to_dict(), "overlays": overlays, "empty_overlays": empty}
             print(json.dumps({**row, "model": served.summary()}), flush=True)
     return 1 if failures else 0
 
@@ -223,7 +228,7 @@ def _cam_label_choice(spec: str, labels: tuple[str, ...]):
     if spec == "positive":
 
         def positive_or_top(prediction: Prediction) -> list[str]:
-            return prediction.positive or [labels[int(prediction.probabilities.argmax())]]
+            return prediction.positive or [first_heatmap(prediction)[0]]
 
         return positive_or_top
     chosen = [label.strip() for label in spec.split(",") if label.strip()]

@@ -182,6 +182,8 @@ def evaluation_summary(metrics: dict[str, Any]) -> dict[str, Any]:
         "mean_auroc_chestxray8": metrics["mean_auroc_chestxray8"],
         "mean_auroc_chestxray8_ci": metrics["mean_auroc_chestxray8_ci"],
         "per_label_auroc": {label: m["auroc"] for label, m in metrics["per_label"].items()},
+        # The intervals say which labels the served weights can tell from chance (cxr.reliability).
+        "per_label_auroc_ci": {label: m["auroc_ci"] for label, m in metrics["per_label"].items()},
         "mean_ece": metrics["calibration"]["mean_ece"],
         "confidence_intervals": (
             f"{metrics['bootstrap']['confidence']:.0%} percentile, "
