@@ -110,9 +110,7 @@ MESSAGES: dict[str, str] = {
     NOT_MEDICAL: "This does not look like a medical image; the model reads frontal chest radiographs only, "
     "so its findings are not shown.",
 }
-UNFAMILIAR = (
-    "This does not look like the frontal chest radiographs the model knows; its findings are not shown."
-)
+UNFAMILIAR = "This does not look like the frontal chest radiographs the model knows; its findings are not shown."
 INVERTED_NOTE = "The image's grey levels were inverted (a negative); it was corrected before the model read it."
 TENSORS = ("center", "scale", "weight", "bias", "pca_mean", "components", "variances")
 
@@ -212,4 +210,3 @@ class InputChecker:
             raise InputCheckError(f"{path.name} does not fit its settings in config.json.")
         return cls({k: tensors[k].float() for k in TENSORS}, classes, float(settings["distance_threshold"]),
                    dict(settings.get("metadata", {})))  # fmt: skip
-

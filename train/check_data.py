@@ -121,7 +121,9 @@ def pydicom_samples() -> list[Sample]:
     from pydicom.data import get_testdata_file
 
     return [
-        Sample(name, "other_medical", f"pydicom-{name}", "pydicom test data", True, _file(Path(get_testdata_file(name))))
+        Sample(
+            name, "other_medical", f"pydicom-{name}", "pydicom test data", True, _file(Path(get_testdata_file(name)))
+        )
         for name in ("CT_small.dcm", "MR_small.dcm")
     ]
 

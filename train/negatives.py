@@ -14,7 +14,7 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-WORDS = (
+WORDS = (  # noqa: SIM905 (a word list reads better as text)
     "the patient report page results analysis method table figure summary data value total order invoice "
     "meeting project review chapter section model account number date name address phone email update "
     "system version download install settings window file edit view help open save print close cancel"
