@@ -51,6 +51,8 @@ POSITIVE_MARK = "▲"
 REFUSED = "Cannot read this file"
 TITLE = "Chest X-ray findings with Grad-CAM"
 EMPTY_CAPTION = "Upload a chest X-ray to see findings."
+NOT_READ = "Not read as a frontal chest X-ray."
+SHOW_ANYWAY = "Show the model's raw output anyway (not findings: the input check refused this image)"
 EXPIRED_CAPTION = "The result for this image has expired or there is none yet: upload an image."
 
 CSS = """
@@ -60,6 +62,8 @@ CSS = """
 .cxr-untrained p {color: #7f1d1d;}
 .cxr-note p, .cxr-untrained p {margin: 0 !important; font-size: 0.9rem !important;}
 #caption {min-height: 1.6em;}
+#caption.cxr-refused, .cxr-refused {border-left: 4px solid #b45309; background: #fffbeb; padding: 6px 12px;
+  border-radius: 6px;}
 #findings button {cursor: pointer;}
 #findings dt {font-family: var(--font) !important;}
 #findings dd.confidence {display: none;}  /* whole percents: the one-decimal value is in each row's name */
@@ -72,7 +76,8 @@ CSS = """
   .cxr-note p, .cxr-untrained p {font-size: 0.75rem !important; line-height: 1.3 !important;}
   #main {flex-direction: column; flex-wrap: nowrap;}
   #main > .column {display: contents;}
-  #upload {order: 1;} #images {order: 2;} #caption {order: 3;} #findings {order: 4;} #controls {order: 5;}
+  #upload {order: 1;} #images {order: 2;} #caption {order: 3;} #show-anyway {order: 3;} #findings {order: 4;}
+  #controls {order: 5;}
   #examples {order: 6;}
   #images {flex-wrap: nowrap !important; gap: 6px !important;}
   #images > div {min-width: 0 !important;}
@@ -92,6 +97,7 @@ class Page:
     original: gr.Image
     overlay: gr.Image
     caption: gr.Markdown
+    show_anyway: gr.Checkbox  # shown for a refused image: its findings and heatmap on request
     label: gr.Dropdown
     opacity: gr.Slider
     findings: gr.Label
@@ -118,11 +124,12 @@ def build_demo(served: ServedModel, forget_after_s: int = 120) -> gr.Blocks:
             with gr.Column(scale=3, min_width=260):
                 upload, examples = _inputs_column()
             with gr.Column(scale=7, min_width=320):
-                original, overlay, caption, label, opacity = _results_column(handlers.choices)
+                original, overlay, caption, show_anyway, label, opacity = _results_column(handlers.choices)
             with gr.Column(scale=4, min_width=260):
                 findings = _findings_column(len(handlers.labels))
         answer = _accordions(served)
-        page = Page(result, refusal, upload, examples, original, overlay, caption, label, opacity, findings, answer)
+        page = Page(result, refusal, upload, examples, original, overlay, caption, show_anyway, label, opacity,
+                    findings, answer)  # fmt: skip
         _wire_page_events(page, handlers)
         _add_api_endpoints(page, handlers)
     return demo
@@ -162,8 +169,9 @@ def _inputs_column() -> tuple[gr.File, gr.Dataset]:
     return upload, examples
 
 
-def _results_column(choices: list[tuple[str, str]]) -> tuple[gr.Image, gr.Image, gr.Markdown, gr.Dropdown, gr.Slider]:
-    """The radiograph and its heatmap side by side, the heatmap's caption, and the heatmap's controls."""
+def _results_column(choices: list[tuple[str, str]]) -> tuple:
+    """The radiograph and its heatmap side by side, the heatmap's caption (or the input check's refusal), a
+    "show anyway" box for refused images, and the heatmap's controls."""
     with gr.Row(equal_height=True, elem_id="images"):
         with gr.Column(min_width=150):
             original = gr.Image(
@@ -176,13 +184,14 @@ def _results_column(choices: list[tuple[str, str]]) -> tuple[gr.Image, gr.Image,
                 interactive=False, buttons=["download", "fullscreen"], elem_id="overlay",
             )  # fmt: skip
     caption = gr.Markdown(EMPTY_CAPTION, elem_id="caption")
+    show_anyway = gr.Checkbox(False, label=SHOW_ANYWAY, visible=False, elem_id="show-anyway")
     with gr.Row(elem_id="controls"):
         label = gr.Dropdown(
             choices=choices, value=choices[0][1], label="Heatmap for", scale=3, min_width=200,
             elem_id="label-choice",
         )  # fmt: skip
         opacity = gr.Slider(0.0, 1.0, value=DEFAULT_OPACITY, step=0.05, label="Heatmap opacity", scale=2, min_width=160)
-    return original, overlay, caption, label, opacity
+    return original, overlay, caption, show_anyway, label, opacity
 
 
 def _findings_column(n_labels: int) -> gr.Label:
@@ -227,7 +236,10 @@ class Handlers:
     # Page events: their outputs are listed in _wire_page_events.
 
     def analyse_upload(self, path: str | None, opacity: float) -> tuple:
-        """Outputs: result, refusal, original, overlay, findings, label, caption, answer."""
+        """Outputs: result, refusal, original, overlay, findings, label, caption, answer, show_anyway.
+
+        An image the input check refused shows its message in place of the findings and heatmap.
+        """
         if path is None:
             return _cleared(self.choices, EMPTY_CAPTION)
         try:
@@ -236,16 +248,28 @@ class Handlers:
             # Clear the previous image's results: they must never sit next to another file's name.
             return _cleared(self.choices, f"**{REFUSED}.** {err.message}", refused=err.message)
         shown = top_label(prediction)
+        refused = not prediction.input_check.accepted
         return (
             prediction,
             None,
             _grayscale_uint8(prediction.image),
-            prediction.overlay(shown, opacity=opacity),
-            _marked_confidences(prediction),
+            None if refused else prediction.overlay(shown, opacity=opacity),
+            None if refused else _marked_confidences(prediction),
             gr.update(choices=_ranked_choices(prediction), value=shown),
-            _caption(prediction, shown),
+            _caption(prediction, shown, show_anyway=False),
             prediction_record(prediction, self.served),
+            gr.update(value=False, visible=refused),
         )
+
+    def show_anyway(self, prediction: Prediction | None, label: str, opacity: float, anyway: bool) -> tuple:
+        """Outputs: overlay, findings, caption: a refused image's raw output when asked for, else the refusal."""
+        if prediction is None:
+            return None, None, EXPIRED_CAPTION
+        hidden = not prediction.input_check.accepted and not anyway
+        if hidden:
+            return None, None, _caption(prediction, label, show_anyway=False)
+        return (prediction.overlay(label, opacity=opacity), _marked_confidences(prediction),
+                _caption(prediction, label, show_anyway=anyway))  # fmt: skip
 
     @staticmethod
     def tell_refusal(message: str | None) -> None:
@@ -254,17 +278,23 @@ class Handlers:
             raise gr.Error(f"{REFUSED}: {message}", title=REFUSED, print_exception=False)
 
     @staticmethod
-    def redraw(prediction: Prediction | None, label: str, opacity: float) -> tuple[np.ndarray | None, str]:
-        """Outputs: overlay, caption."""
+    def redraw(
+        prediction: Prediction | None, label: str, opacity: float, anyway: bool = False
+    ) -> tuple[np.ndarray | None, str]:
+        """Outputs: overlay, caption (a refused image's heatmap only when "show anyway" is ticked)."""
         if prediction is None:
             return None, EXPIRED_CAPTION
-        return prediction.overlay(label, opacity=opacity), _caption(prediction, label)
+        if not prediction.input_check.accepted and not anyway:
+            return None, _caption(prediction, label, show_anyway=False)
+        return prediction.overlay(label, opacity=opacity), _caption(prediction, label, show_anyway=anyway)
 
-    def show_finding(self, prediction: Prediction | None, opacity: float, selected: gr.SelectData) -> tuple:
+    def show_finding(
+        self, prediction: Prediction | None, opacity: float, anyway: bool, selected: gr.SelectData
+    ) -> tuple:
         """Outputs: overlay, caption, label (the clicked findings row's label)."""
         shown = {_finding_name(prediction, label): label for label in self.labels} if prediction else {}
         chosen = shown.get(selected.value, self.labels[0])
-        return (*self.redraw(prediction, chosen, opacity), gr.update(value=chosen))
+        return (*self.redraw(prediction, chosen, opacity, anyway), gr.update(value=chosen))
 
     # API endpoints: their docstrings are the API's descriptions.
 
@@ -298,6 +328,7 @@ def _wire_page_events(page: Page, handlers: Handlers) -> None:
         page.label,
         page.caption,
         page.answer,
+        page.show_anyway,
     ]
     page.upload.change(
         handlers.analyse_upload,
@@ -309,17 +340,24 @@ def _wire_page_events(page: Page, handlers: Handlers) -> None:
     page.examples.click(
         lambda i: str(EXAMPLES[i]), inputs=[page.examples], outputs=[page.upload], api_visibility="private"
     )
+    page.show_anyway.input(
+        handlers.show_anyway,
+        inputs=[page.result, page.label, page.opacity, page.show_anyway],
+        outputs=[page.overlay, page.findings, page.caption],
+        api_visibility="private",
+        **RENDER_EVENTS,
+    )
     gr.on(
         [page.label.input, page.opacity.release],
         handlers.redraw,
-        inputs=[page.result, page.label, page.opacity],
+        inputs=[page.result, page.label, page.opacity, page.show_anyway],
         outputs=[page.overlay, page.caption],
         api_visibility="private",
         **RENDER_EVENTS,
     )
     page.findings.select(
         handlers.show_finding,
-        inputs=[page.result, page.opacity],
+        inputs=[page.result, page.opacity, page.show_anyway],
         outputs=[page.overlay, page.caption, page.label],
         api_visibility="private",
         **RENDER_EVENTS,
@@ -348,7 +386,8 @@ def _notice(served: ServedModel, with_provenance: bool) -> str:
 
 def _cleared(choices: list[tuple[str, str]], message: str, refused: str | None = None) -> tuple:
     """Outputs of the upload event with no result: empty panels and ``message`` under the images."""
-    return None, refused, None, None, None, gr.update(choices=choices, value=choices[0][1]), message, None
+    hide = gr.update(value=False, visible=False)
+    return None, refused, None, None, None, gr.update(choices=choices, value=choices[0][1]), message, None, hide
 
 
 def _grayscale_uint8(image: np.ndarray) -> np.ndarray:
@@ -372,8 +411,18 @@ def _ranked_choices(prediction: Prediction) -> list[tuple[str, str]]:
     return [(_finding_name(prediction, label), label) for label in ranked]
 
 
-def _caption(prediction: Prediction, label: str) -> str:
-    return f"**Heatmap of {prediction.caption(label)}**"
+def _caption(prediction: Prediction, label: str, show_anyway: bool) -> str:
+    """The heatmap's caption; for a refused image the input check's message instead (or above, when shown anyway)."""
+    check = prediction.input_check
+    if not check.accepted:
+        refusal = f"**{NOT_READ}** {check.message}"
+        return (
+            f"{refusal}  \nRaw output, not findings — heatmap of {prediction.caption(label)}"
+            if show_anyway
+            else refusal
+        )
+    note = f"*{check.message}*  \n" if check.inverted else ""
+    return f"{note}**Heatmap of {prediction.caption(label)}**"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -125,7 +125,11 @@ class Prediction:
         """``"Pleural thickening: 73.2% (threshold 41.0%, positive)"`` — shown with every map of the label."""
         i = self.index(label)
         verdict = "positive" if label in self.positive else "below threshold"
-        return f"{display_name(label)}: {self.probabilities[i]:.1%} (threshold {self.thresholds[i]:.1%}, {verdict})"
+        # An inverted upload's caption says so wherever its heatmap goes (page, /cam, --cam-dir files).
+        note = "; a negative, inverted back" if self.input_check.inverted else ""
+        return (
+            f"{display_name(label)}: {self.probabilities[i]:.1%} (threshold {self.thresholds[i]:.1%}, {verdict}{note})"
+        )
 
     def overlay(self, label: str, opacity: float = 0.5, colormap: str = "jet") -> np.ndarray:
         """uint8 (H, W, 3) rendering of ``label``'s heatmap over the image, captioned with its probability."""
