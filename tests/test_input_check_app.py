@@ -95,7 +95,7 @@ def test_a_refused_image_shows_the_message_instead_of_findings(browser, app, ima
             page.wait_for_function("text => document.querySelector('#caption').innerText.includes(text)", arg=NOT_READ)
             caption = page.locator("#caption").inner_text()
             assert any(message in caption for message in {*MESSAGES.values(), UNFAMILIAR})
-            assert page.locator("#show-anyway").is_visible()
+            page.locator("#show-anyway").wait_for(state="visible")
             assert page.locator("#findings meter").count() == 0 and page.locator("#overlay img").count() == 0
             _keep_screenshot(page, tmp_path, f"check-{name}-{'phone' if viewport is PHONE else 'desktop'}.png")
         page.locator("#show-anyway input").check()
