@@ -76,7 +76,7 @@ CSS = """
   .cxr-note p, .cxr-untrained p {font-size: 0.75rem !important; line-height: 1.3 !important;}
   #main {flex-direction: column; flex-wrap: nowrap;}
   #main > .column {display: contents;}
-  #upload {order: 1;} #images {order: 2;} #caption {order: 3;} #show-anyway {order: 3;} #findings {order: 4;}
+  #upload {order: 1;} #images {order: 2;} #caption {order: 3;} #show-anyway-row {order: 3;} #findings {order: 4;}
   #controls {order: 5;}
   #examples {order: 6;}
   #images {flex-wrap: nowrap !important; gap: 6px !important;}
@@ -184,7 +184,8 @@ def _results_column(choices: list[tuple[str, str]]) -> tuple:
                 interactive=False, buttons=["download", "fullscreen"], elem_id="overlay",
             )  # fmt: skip
     caption = gr.Markdown(EMPTY_CAPTION, elem_id="caption")
-    show_anyway = gr.Checkbox(False, label=SHOW_ANYWAY, visible=False, elem_id="show-anyway")
+    with gr.Row(elem_id="show-anyway-row"):  # a row: the phone layout orders the column's direct children
+        show_anyway = gr.Checkbox(False, label=SHOW_ANYWAY, visible=False, elem_id="show-anyway")
     with gr.Row(elem_id="controls"):
         label = gr.Dropdown(
             choices=choices, value=choices[0][1], label="Heatmap for", scale=3, min_width=200,

@@ -20,7 +20,17 @@ from cxr.io import load_image
 from cxr.predictor import Predictor
 from tests.conftest import NIH_EXAMPLES, ROOT
 from tests.live_server import LiveApp, running_app
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, DESKTOP, PHONE, _clear_upload, _keep_screenshot, _open, _upload
+from tests.test_browser import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    DESKTOP,
+    PHONE,
+    _box,
+    _clear_upload,
+    _keep_screenshot,
+    _open,
+    _upload,
+)
 from train import negatives
 
 playwright = pytest.importorskip("playwright.sync_api")
@@ -103,6 +113,10 @@ def test_a_refused_image_shows_the_message_instead_of_findings(browser, app, ima
             caption = page.locator("#caption").inner_text()
             assert any(message in caption for message in {*MESSAGES.values(), UNFAMILIAR})
             page.locator("#show-anyway").wait_for(state="visible")
+            page.locator("#original img").wait_for()
+            page.wait_for_function("() => document.querySelector('#original img').complete")
+            below = _box(page, "#show-anyway")["y"] > _box(page, "#caption")["y"]
+            assert below, "the show-anyway box sits under the message"
             assert page.locator("#findings meter").count() == 0 and page.locator("#overlay img").count() == 0
             _keep_screenshot(page, tmp_path, f"check-{name}-{'phone' if viewport is PHONE else 'desktop'}.png")
         page.locator("#show-anyway input").check()
