@@ -62,6 +62,7 @@ IMAGE_FORMAT = "jpeg"  # a 1024 px overlay encodes in ~5 ms as JPEG, ~480 ms as 
 REFUSED = "Cannot read this file"
 TITLE = "Chest X-ray findings with Grad-CAM"
 EMPTY_CAPTION = "Upload a chest X-ray to see findings."
+SHOW_ANYWAY = "Show the model's raw output anyway (not findings: the input check refused this image)"
 EXPIRED_CAPTION = "The result for this image has expired or there is none yet: upload an image."
 
 
@@ -76,6 +77,7 @@ class Page:
     original: gr.Image
     overlay: gr.Image
     caption: gr.Markdown
+    show_anyway: gr.Checkbox  # shown for a refused image: its findings and heatmap on request
     label: gr.Dropdown
     opacity: gr.Slider
     findings: gr.Label
@@ -103,13 +105,12 @@ def build_demo(served: ServedModel, forget_after_s: int = 120) -> gr.Blocks:
             with gr.Column(scale=3, min_width=260):
                 upload, examples = _inputs_column()
             with gr.Column(scale=7, min_width=320):
-                original, overlay, caption, label, opacity = _results_column(handlers.choices)
+                original, overlay, caption, show_anyway, label, opacity = _results_column(handlers.choices)
             with gr.Column(scale=4, min_width=260):
                 findings, at_chance = _findings_column(handlers)
         answer = _accordions(served)
-        page = Page(
-            result, refusal, upload, examples, original, overlay, caption, label, opacity, findings, at_chance, answer
-        )
+        page = Page(result, refusal, upload, examples, original, overlay, caption, show_anyway, label, opacity,
+                    findings, at_chance, answer)  # fmt: skip
         _wire_page_events(page, handlers)
         _add_api_endpoints(page, handlers)
     return demo
@@ -149,8 +150,9 @@ def _inputs_column() -> tuple[gr.File, gr.Dataset]:
     return upload, examples
 
 
-def _results_column(choices: list[tuple[str, str]]) -> tuple[gr.Image, gr.Image, gr.Markdown, gr.Dropdown, gr.Slider]:
-    """The radiograph and its heatmap side by side, the heatmap's caption, and the heatmap's controls."""
+def _results_column(choices: list[tuple[str, str]]) -> tuple:
+    """The radiograph and its heatmap side by side, the heatmap's caption (or the input check's refusal), a
+    "show anyway" box for refused images, and the heatmap's controls."""
     with gr.Row(equal_height=True, elem_id="images"):
         with gr.Column(min_width=150):
             original = gr.Image(
@@ -163,13 +165,15 @@ def _results_column(choices: list[tuple[str, str]]) -> tuple[gr.Image, gr.Image,
                 interactive=False, buttons=["download", "fullscreen"], elem_id="overlay",
             )  # fmt: skip
     caption = gr.Markdown(EMPTY_CAPTION, elem_id="caption")
+    with gr.Row(elem_id="show-anyway-row"):  # a row: the phone layout orders the column's direct children
+        show_anyway = gr.Checkbox(False, label=SHOW_ANYWAY, visible=False, elem_id="show-anyway")
     with gr.Row(elem_id="controls"):
         label = gr.Dropdown(
             choices=choices, value=choices[0][1], label="Heatmap for", scale=3, min_width=200,
             elem_id="label-choice",
         )  # fmt: skip
         opacity = gr.Slider(0.0, 1.0, value=DEFAULT_OPACITY, step=0.05, label="Heatmap opacity", scale=2, min_width=160)
-    return original, overlay, caption, label, opacity
+    return original, overlay, caption, show_anyway, label, opacity
 
 
 def _findings_column(handlers: Handlers) -> tuple[gr.Label, gr.Label]:
@@ -223,7 +227,10 @@ class Handlers:
     # Page events: their outputs are listed in _wire_page_events.
 
     def analyse_upload(self, path: str | None, opacity: float) -> tuple:
-        """Outputs: result, refusal, original, overlay, findings, at_chance, label, caption, answer."""
+        """Outputs: result, refusal, original, overlay, findings, at_chance, label, caption, answer, show_anyway.
+
+        An image the input check refused shows its message in place of the findings and heatmap.
+        """
         if path is None:
             return _cleared(self.choices, EMPTY_CAPTION)
         try:
@@ -232,15 +239,29 @@ class Handlers:
             # Clear the previous image's results: they must never sit next to another file's name.
             return _cleared(self.choices, f"**{REFUSED}.** {err.message}", refused=err.message)
         shown, why_not = first_heatmap(prediction)
+        refused = not prediction.input_check.accepted
         return (
             prediction,
             None,
             _grayscale_uint8(prediction.image),
-            self.overlay(prediction, shown, opacity),
-            *finding_rows(prediction, self.evidence),
+            None if refused else self.overlay(prediction, shown, opacity),
+            *((None, None) if refused else finding_rows(prediction, self.evidence)),
             gr.update(choices=heatmap_choices(prediction, self.evidence), value=shown),
             caption(prediction, shown, self.evidence[shown], why_not),
             prediction_record(prediction, self.served),
+            gr.update(value=False, visible=refused),
+        )
+
+    def show_anyway(self, prediction: Prediction | None, label: str, opacity: float, anyway: bool) -> tuple:
+        """Outputs: overlay, findings, at_chance, caption: a refused image's raw output when asked for."""
+        if prediction is None:
+            return None, None, None, EXPIRED_CAPTION
+        if not prediction.input_check.accepted and not anyway:
+            return None, None, None, caption(prediction, label, self.evidence[label])
+        return (
+            self.overlay(prediction, label, opacity),
+            *finding_rows(prediction, self.evidence),
+            caption(prediction, label, self.evidence[label], show_anyway=anyway),
         )
 
     @staticmethod
@@ -254,17 +275,22 @@ class Handlers:
         """The heatmap's image and its alt text, for the page's overlay component."""
         return gr.update(value=prediction.overlay(label, opacity=opacity), alt_text=heatmap_alt(prediction, label))
 
-    def redraw(self, prediction: Prediction | None, label: str, opacity: float) -> tuple:
-        """Outputs: overlay, caption."""
+    def redraw(self, prediction: Prediction | None, label: str, opacity: float, anyway: bool = False) -> tuple:
+        """Outputs: overlay, caption (a refused image's heatmap only when "show anyway" is ticked)."""
         if prediction is None:
             return None, EXPIRED_CAPTION
-        return self.overlay(prediction, label, opacity), caption(prediction, label, self.evidence[label])
+        text = caption(prediction, label, self.evidence[label], show_anyway=anyway)
+        if not prediction.input_check.accepted and not anyway:
+            return None, text
+        return self.overlay(prediction, label, opacity), text
 
-    def show_finding(self, prediction: Prediction | None, opacity: float, selected: gr.SelectData) -> tuple:
+    def show_finding(
+        self, prediction: Prediction | None, opacity: float, anyway: bool, selected: gr.SelectData
+    ) -> tuple:
         """Outputs: overlay, caption, label (the label of the clicked row, in either findings list)."""
         rows = {row_name(prediction, label, self.evidence): label for label in self.labels} if prediction else {}
         chosen = rows.get(selected.value, self.labels[0])
-        return (*self.redraw(prediction, chosen, opacity), gr.update(value=chosen))
+        return (*self.redraw(prediction, chosen, opacity, anyway), gr.update(value=chosen))
 
     # API endpoints: their docstrings are the API's descriptions and the MCP tools' (Gradio reads the summary,
     # Args and Returns). The functions' names are the MCP tools' names.
@@ -326,6 +352,7 @@ def _wire_page_events(page: Page, handlers: Handlers) -> None:
         page.label,
         page.caption,
         page.answer,
+        page.show_anyway,
     ]
     page.upload.change(
         handlers.analyse_upload,
@@ -337,10 +364,17 @@ def _wire_page_events(page: Page, handlers: Handlers) -> None:
     page.examples.click(
         lambda i: str(EXAMPLES[i]), inputs=[page.examples], outputs=[page.upload], api_visibility="private"
     )
+    page.show_anyway.input(
+        handlers.show_anyway,
+        inputs=[page.result, page.label, page.opacity, page.show_anyway],
+        outputs=[page.overlay, page.findings, page.at_chance, page.caption],
+        api_visibility="private",
+        **RENDER_EVENTS,
+    )
     gr.on(
         [page.label.input, page.opacity.release],
         handlers.redraw,
-        inputs=[page.result, page.label, page.opacity],
+        inputs=[page.result, page.label, page.opacity, page.show_anyway],
         outputs=[page.overlay, page.caption],
         api_visibility="private",
         **RENDER_EVENTS,
@@ -348,7 +382,7 @@ def _wire_page_events(page: Page, handlers: Handlers) -> None:
     gr.on(
         [page.findings.select, page.at_chance.select],
         handlers.show_finding,
-        inputs=[page.result, page.opacity],
+        inputs=[page.result, page.opacity, page.show_anyway],
         outputs=[page.overlay, page.caption, page.label],
         api_visibility="private",
         **RENDER_EVENTS,
@@ -377,7 +411,8 @@ def _notice(served: ServedModel, with_provenance: bool) -> str:
 
 def _cleared(choices: list[tuple[str, str]], message: str, refused: str | None = None) -> tuple:
     """Outputs of the upload event with no result: empty panels and ``message`` under the images."""
-    return None, refused, None, None, None, None, gr.update(choices=choices, value=choices[0][1]), message, None
+    hide = gr.update(value=False, visible=False)
+    return None, refused, None, None, None, None, gr.update(choices=choices, value=choices[0][1]), message, None, hide
 
 
 def _grayscale_uint8(image: np.ndarray) -> np.ndarray:

@@ -205,6 +205,11 @@ def _predict(args: argparse.Namespace) -> int:
                 failures += 1
                 print(f"{name}: {err}", file=sys.stderr)
         for name, prediction in zip(names, predictor.predict_batch(images), strict=True):
+            check = prediction.input_check
+            if not check.accepted:
+                print(f"{name}: refused by the input check ({check.kind}): {check.message}", file=sys.stderr)
+            elif check.inverted:
+                print(f"{name}: {check.message}", file=sys.stderr)
             overlays = {}
             if args.cam_dir:
                 stem = _unique_stem(Path(name).stem, used_stems)

@@ -43,6 +43,9 @@ class ModelConfig:
             ``sigmoid((logit + bias) / temperature)`` (:func:`cxr.predictor.calibrated_probabilities`).
             Configs written before biases existed load with 0.
         trained: False for random or development weights; the app shows a banner then.
+        input_check: settings of the weights' input check (:mod:`cxr.input_check`; its tensors are in
+            ``input_check.safetensors`` beside the weights, with their SHA-256 here). Empty: no check; configs
+            written before the check existed load with it empty.
         metadata: JSON-serialisable provenance (training data, split, metrics, weights checksum).
     """
 
@@ -58,6 +61,7 @@ class ModelConfig:
     temperatures: tuple[float, ...] = ()
     biases: tuple[float, ...] = ()
     trained: bool = False
+    input_check: dict[str, Any] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -70,6 +74,7 @@ class ModelConfig:
         set_(self, "temperatures", tuple(float(v) for v in self.temperatures) or (1.0,) * len(labels))
         set_(self, "biases", tuple(float(v) for v in self.biases) or (0.0,) * len(labels))
         set_(self, "metadata", dict(self.metadata))
+        set_(self, "input_check", dict(self.input_check))
         self._validate()
 
     def _validate(self) -> None:

@@ -7,8 +7,14 @@ its ``positive`` list is empty and the page shows the message instead.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 
 FRONTAL = "frontal_chest_xray"
 LATERAL = "lateral_chest_xray"
@@ -50,3 +56,157 @@ class InputCheck:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields, as every answer record carries them."""
         return asdict(self)
+
+
+# --- what the check reads -------------------------------------------------------------------
+
+IMAGE_STATISTICS = 12  # length of image_statistics()
+
+
+def pooled_features(features: torch.Tensor) -> torch.Tensor:
+    """(N, C, h, w) transition map -> (N, 3C) per-channel mean, max and standard deviation over space."""
+    flat = features.float().flatten(2)
+    return torch.cat([flat.mean(-1), flat.amax(-1), flat.std(-1)], dim=1)
+
+
+def image_statistics(image: np.ndarray) -> np.ndarray:
+    """Colour-free statistics of a decoded (H, W) image in [0, 1]: shape, grey-level histogram, edges.
+
+    Read on every fourth pixel (cheap at any size). Radiographs have a typical spread of grey levels and a
+    portrait-to-square shape; documents are mostly white, noise has no smooth areas, blank frames no spread.
+    """
+    h, w = image.shape
+    grid = np.asarray(image[::4, ::4], dtype=np.float32)
+    histogram = np.histogram(grid, bins=6, range=(0.0, 1.0))[0] / grid.size
+    step = np.abs(np.diff(grid, axis=1)).mean() if grid.shape[1] > 1 else 0.0
+    return np.array(
+        [np.log(h / w), grid.mean(), grid.std(), (grid < 0.02).mean(), (grid > 0.98).mean(), step, *histogram],
+        dtype=np.float32,
+    )
+
+
+def descriptors(images: list[np.ndarray], features: torch.Tensor) -> torch.Tensor:
+    """(N, 3C + 12) what the check reads: pooled transition features and each image's statistics."""
+    stats = torch.from_numpy(np.stack([image_statistics(image) for image in images])).to(features.device)
+    return torch.cat([pooled_features(features), stats], dim=1)
+
+
+# --- the fitted check -------------------------------------------------------------------------
+
+CHECK_FILE = "input_check.safetensors"
+# The check's classes, in its output order, and the kind each one answers.
+CLASS_KINDS: dict[str, str] = {
+    "frontal": FRONTAL,
+    "inverted": FRONTAL,
+    "lateral": LATERAL,
+    "other_medical": OTHER_MEDICAL,
+    "not_medical": NOT_MEDICAL,
+}
+MESSAGES: dict[str, str] = {
+    LATERAL: "This looks like a lateral (side-view) chest radiograph; the model reads frontal (PA/AP) views only, "
+    "so its findings are not shown.",
+    OTHER_MEDICAL: "This looks like a medical image other than a chest radiograph (CT, MRI, ultrasound or another "
+    "body part); the model reads frontal chest radiographs only, so its findings are not shown.",
+    NOT_MEDICAL: "This does not look like a medical image; the model reads frontal chest radiographs only, "
+    "so its findings are not shown.",
+}
+UNFAMILIAR = "This does not look like the frontal chest radiographs the model knows; its findings are not shown."
+INVERTED_NOTE = "The image's grey levels were inverted (a negative); it was corrected before the model read it."
+TENSORS = ("center", "scale", "weight", "bias", "pca_mean", "components", "variances")
+
+
+class InputCheckError(ValueError):
+    """An input check file that is missing, corrupted or does not fit its settings."""
+
+
+@dataclass(frozen=True)
+class InputChecker:
+    """A fitted input check: a multinomial logistic head plus a density score on :func:`descriptors`.
+
+    The head names the most probable of :data:`CLASS_KINDS`' classes. The density score is the Mahalanobis
+    distance of the standardised descriptor to the frontal training images in their principal subspace;
+    above ``distance_threshold`` an image the head calls frontal is refused all the same, so kinds no
+    training image showed are refused too.
+
+    Attributes:
+        tensors: the fitted arrays (:data:`TENSORS`), float32 torch tensors.
+        classes: class names in the head's output order.
+        distance_threshold: the largest distance still accepted as frontal.
+        metadata: how it was fitted and its held-out rates (JSON).
+    """
+
+    tensors: dict[str, torch.Tensor]
+    classes: tuple[str, ...]
+    distance_threshold: float
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def probabilities_and_distance(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, D) descriptors -> (N, K) class probabilities and (N,) distances to the frontal images."""
+        t = self.tensors
+        z = (x.float().cpu() - t["center"]) / t["scale"]
+        probabilities = torch.softmax(z @ t["weight"].T + t["bias"], dim=1)
+        projected = (z - t["pca_mean"]) @ t["components"].T
+        distance = torch.sqrt((projected**2 / t["variances"]).sum(dim=1))
+        return probabilities, distance
+
+    def decide(self, x: torch.Tensor, negatives: bool = True) -> list[tuple[str, float, float]]:
+        """(class, P(frontal), distance) per row: the class the check settles on after the density score.
+
+        ``negatives=False`` leaves the inverted class out (for an image already corrected once).
+        """
+        probabilities, distance = self.probabilities_and_distance(x)
+        frontal, inverted = self.classes.index("frontal"), self.classes.index("inverted")
+        out = []
+        for p, d in zip(probabilities, distance, strict=True):
+            candidates = p.clone()
+            if not negatives:
+                candidates[inverted] = -1
+            named = self.classes[int(candidates.argmax())]
+            if named == "frontal" and float(d) > self.distance_threshold:
+                refusals = p.clone()
+                refusals[[frontal, inverted]] = -1
+                named = "unfamiliar:" + self.classes[int(refusals.argmax())]
+            out.append((named, float(p[frontal]), float(d)))
+        return out
+
+    def check(self, image: np.ndarray, features: torch.Tensor, negatives: bool = True) -> InputCheck:
+        """The :class:`InputCheck` of one decoded image and its (C, h, w) transition map.
+
+        ``inverted=True`` here means "looks like a negative": :class:`cxr.predictor.Predictor` then reads
+        the corrected image and checks that one, with ``negatives=False``.
+        """
+        named, score, _ = self.decide(descriptors([image], features[None]), negatives)[0]
+        if named == "frontal":
+            return InputCheck(accepted=True, kind=FRONTAL, score=score)
+        if named == "inverted":
+            return InputCheck(accepted=False, kind=FRONTAL, score=score, inverted=True, message=INVERTED_NOTE)
+        unfamiliar = named.startswith("unfamiliar:")
+        kind = CLASS_KINDS[named.removeprefix("unfamiliar:")]
+        return InputCheck(accepted=False, kind=kind, score=score, message=UNFAMILIAR if unfamiliar else MESSAGES[kind])
+
+    def settings(self, sha256: str) -> dict[str, Any]:
+        """What config.json's ``input_check`` records: the SHA-256 of :data:`CHECK_FILE` and the settings."""
+        return {"sha256": sha256, "classes": list(self.classes),
+                "distance_threshold": self.distance_threshold, "metadata": self.metadata}  # fmt: skip
+
+    def with_metadata(self, metadata: dict[str, Any]) -> InputChecker:
+        """A copy carrying ``metadata`` (fitting provenance, held-out rates)."""
+        return InputChecker(self.tensors, self.classes, self.distance_threshold, {**self.metadata, **metadata})
+
+    @classmethod
+    def load(cls, folder: str | Path, settings: dict[str, Any]) -> InputChecker:
+        """Read the check file config.json's ``settings`` describe (its SHA-256 checked by the caller).
+
+        Raises InputCheckError when the file is unreadable or does not fit the settings.
+        """
+        path = Path(folder) / CHECK_FILE
+        try:
+            tensors = load_file(str(path))
+        except (SafetensorError, OSError) as err:
+            raise InputCheckError(f"{path.name} is not a readable safetensors file ({err}).") from err
+        missing = [name for name in TENSORS if name not in tensors]
+        classes = tuple(settings.get("classes", ()))
+        if missing or set(classes) != set(CLASS_KINDS) or tensors["weight"].shape[0] != len(classes):
+            raise InputCheckError(f"{path.name} does not fit its settings in config.json.")
+        return cls({k: tensors[k].float() for k in TENSORS}, classes, float(settings["distance_threshold"]),
+                   dict(settings.get("metadata", {})))  # fmt: skip

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from cxr.config import ConfigError, ModelConfig
+from cxr.input_check import InputChecker
 
 
 class LSEPool(nn.Module):
@@ -67,6 +68,9 @@ class CXRNet(nn.Module):
 
     Args:
         config: architecture, labels and input contract; kept as ``self.config``.
+
+    ``input_checker`` is the weights' fitted input check (:mod:`cxr.input_check`), set by
+    :func:`cxr.weights.load_model`; None for weights without one.
     """
 
     def __init__(self, config: ModelConfig | None = None) -> None:
@@ -76,6 +80,8 @@ class CXRNet(nn.Module):
         self.transition = nn.Conv2d(self.trunk.num_features, self.config.transition_channels, kernel_size=1)
         self.pool = LSEPool(self.config.lse_r, self.config.lse_eps)
         self.fc = nn.Linear(self.config.transition_channels, self.config.num_labels)
+        # Not a submodule: its tensors live in their own file (cxr.weights), not in model.safetensors.
+        self.input_checker: InputChecker | None = None
 
     @property
     def labels(self) -> tuple[str, ...]:

@@ -44,7 +44,8 @@ CSS = """
   .cxr-note p, .cxr-untrained p {font-size: 0.75rem !important; line-height: 1.3 !important;}
   #main {flex-direction: column; flex-wrap: nowrap;}
   #main > .column {display: contents;}
-  #upload {order: 1;} #images {order: 2;} #caption {order: 3;} #findings {order: 4;} #at-chance {order: 5;}
+  #upload {order: 1;} #images {order: 2;} #caption {order: 3;} #show-anyway-row {order: 3;} #findings {order: 4;}
+  #at-chance {order: 5;}
   #controls {order: 6;} #examples {order: 7;}
   #images {flex-wrap: nowrap !important; gap: 6px !important;}
   #images > div {min-width: 0 !important;}

@@ -16,6 +16,7 @@ from cxr.reliability import AT_CHANCE, Evidence
 POSITIVE_MARK = "▲"
 FINDINGS_HEADING = f"Findings ({POSITIVE_MARK} = at or above threshold; click one for its heatmap)"
 AT_CHANCE_HEADING = "At chance on the test set: never called positive (click one for its heatmap)"
+NOT_READ = "Not read as a frontal chest X-ray."
 
 
 def finding_name(prediction: Prediction, label: str) -> str:
@@ -57,9 +58,21 @@ def heatmap_choices(prediction: Prediction, evidence: Mapping[str, Evidence]) ->
     return [(row_name(prediction, label, evidence), label) for label in ranked(prediction)]
 
 
-def caption(prediction: Prediction, label: str, evidence: Evidence, why_not_first: str | None = None) -> str:
+def caption(
+    prediction: Prediction, label: str, evidence: Evidence, why_not_first: str | None = None, show_anyway: bool = False
+) -> str:
     """Markdown under the images: the heatmap's caption (as drawn on the overlay), the test AUROC of an
-    at-chance label, and why no heatmap met the first-heatmap rule when none did."""
+    at-chance label, and why no heatmap met the first-heatmap rule when none did. For an image the input check
+    refused, its message instead (and, when the raw output is shown anyway, the caption under it, as raw output);
+    for a negative that was inverted back, the check's note above the caption."""
+    check = prediction.input_check
+    if not check.accepted:
+        refusal = f"**{NOT_READ}** {check.message}"
+        return (
+            f"{refusal}  \nRaw output, not findings — heatmap of {prediction.caption(label)}"
+            if show_anyway
+            else refusal
+        )
     text = f"**Heatmap of {prediction.caption(label)}**"
     if evidence.verdict == AT_CHANCE:
         text += f"  \n{display_name(label)} is {evidence.describe()}."
@@ -68,7 +81,7 @@ def caption(prediction: Prediction, label: str, evidence: Evidence, why_not_firs
             f"**No heatmap of a finding above chance to show first:** {why_not_first}. Showing the most probable "
             f"finding instead.\n\n{text}"
         )
-    return text
+    return f"*{check.message}*  \n{text}" if check.inverted else text
 
 
 def heatmap_alt(prediction: Prediction, label: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +14,7 @@ import torch
 
 from cxr.cam import class_activation_maps, head_logits, normalize_maps, upsample_map
 from cxr.config import ModelConfig
-from cxr.input_check import InputCheck
+from cxr.input_check import INVERTED_NOTE, InputCheck
 from cxr.io import ImageSource, load_image
 from cxr.labels import display_name
 from cxr.model import CXRNet
@@ -136,7 +137,9 @@ class Prediction:
             verdict = "; at chance on the test set, so never called positive"
         else:
             verdict = ", below threshold"
-        text = f"{display_name(label)}: {self.probabilities[i]:.1%} (threshold {self.thresholds[i]:.1%}{verdict})"
+        # An inverted upload's caption says so wherever its heatmap goes (page, /cam, --cam-dir files).
+        note = "; a negative, inverted back" if self.input_check.inverted else ""
+        text = f"{display_name(label)}: {self.probabilities[i]:.1%} (threshold {self.thresholds[i]:.1%}{verdict}{note})"
         return f"{text}. {EMPTY_MAP_NOTE}." if label in self.empty_maps else text
 
     def overlay(self, label: str, opacity: float = 0.5, colormap: str = "jet") -> np.ndarray:
@@ -189,6 +192,7 @@ class Predictor:
         self._biases = torch.tensor(self.config.biases, device=self.device)
         self._thresholds = np.asarray(self.config.thresholds, dtype=np.float32)
         self.reliability = label_reliability(self.config)
+        self.input_checker = model.input_checker
 
     @classmethod
     def from_pretrained(
@@ -224,27 +228,41 @@ class Predictor:
             results += self._predict_decoded(decoded[start : start + batch_size])
         return results
 
-    def _predict_decoded(self, chunk: list[np.ndarray]) -> list[Prediction]:
-        """One forward pass over decoded images: transition features -> logits, every label's map, the check."""
+    def _predict_decoded(self, chunk: list[np.ndarray], correct_negatives: bool = True) -> list[Prediction]:
+        """One forward pass over decoded images: transition features -> logits, every label's map, the check.
+
+        An image the check finds inverted (a negative) is inverted back and read again in a second pass, and
+        answered like the original radiograph, with ``inverted=True``; only those images pay for it.
+        """
         features = self.features(preprocess(chunk, self.config))
         logits = head_logits(self.model, features)
         raw_maps = torch.relu(class_activation_maps(self.model, features))
         probabilities = calibrated_probabilities(logits, self._temperatures, self._biases).cpu().numpy()
         empty = (raw_maps.flatten(-2).amax(dim=-1) <= 0).cpu().numpy()
         maps = normalize_maps(raw_maps).cpu().numpy()
-        return [
+        predictions = [
             Prediction(
                 self.labels,
                 probabilities[i],
                 self._thresholds,
                 maps[i],
                 image,
-                input_check=self.check_input(image, features[i]),
+                input_check=self.check_input(image, features[i], negatives=correct_negatives),
                 reliability=self.reliability,
                 empty_maps=tuple(label for label, e in zip(self.labels, empty[i], strict=True) if e),
             )
             for i, image in enumerate(chunk)
         ]
+        negatives = [i for i, p in enumerate(predictions) if p.input_check.inverted] if correct_negatives else []
+        if negatives:
+            corrected = self._predict_decoded([1.0 - chunk[i] for i in negatives], correct_negatives=False)
+            for i, fixed in zip(negatives, corrected, strict=True):
+                check = fixed.input_check
+                note = INVERTED_NOTE if check.accepted else check.message
+                predictions[i] = dataclasses.replace(
+                    fixed, input_check=dataclasses.replace(check, inverted=True, message=note)
+                )
+        return predictions
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 3, S, S) preprocessed images -> (N, C, h, w) float32 transition map: the one model run per batch.
@@ -255,9 +273,14 @@ class Predictor:
         with precision_context(self.device, self.precision):
             return self.model.forward_features(x).float()
 
-    def check_input(self, image: np.ndarray, features: torch.Tensor) -> InputCheck:
-        """The input check of one decoded image and its (C, h, w) transition map."""
-        return InputCheck.unchecked()
+    def check_input(self, image: np.ndarray, features: torch.Tensor, negatives: bool = True) -> InputCheck:
+        """The input check of one decoded image and its (C, h, w) transition map (unchecked without a check).
+
+        ``negatives=False``: the image is already a corrected negative; it is not found inverted again.
+        """
+        if self.input_checker is None:
+            return InputCheck.unchecked()
+        return self.input_checker.check(image, features, negatives)
 
 
 def _is_decoded(image: object) -> bool:

@@ -28,6 +28,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
 from cxr.config import ConfigError, ModelConfig
+from cxr.input_check import CHECK_FILE, InputChecker, InputCheckError
 from cxr.model import CXRNet
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ log = logging.getLogger(__name__)
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 # What a weights repo may hold that cxr reads; anything else on the Hub is never downloaded.
-HUB_FILES = [CONFIG_FILE, WEIGHTS_FILE, "README.md", "metrics.json", "*.png"]
+HUB_FILES = [CONFIG_FILE, WEIGHTS_FILE, CHECK_FILE, "README.md", "metrics.json", "*.png"]
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
@@ -56,6 +57,8 @@ def sha256_of(path: str | Path) -> str:
 def save_model(model: CXRNet, folder: str | Path, dtype: torch.dtype | None = None) -> Path:
     """Write ``model.safetensors`` and ``config.json`` (with the weights' SHA-256) into ``folder``.
 
+    The model's input check, when it has one, is written too (:func:`save_input_check`).
+
     ``dtype`` (e.g. ``torch.float16``, half the size) stores the floating-point tensors in that type;
     :func:`load_model` casts them back to float32. Both files are written to temporary names first and
     renamed, so an interrupted save never leaves a half-written file under the final name.
@@ -69,12 +72,49 @@ def save_model(model: CXRNet, folder: str | Path, dtype: torch.dtype | None = No
         stale.unlink(missing_ok=True)  # left by a save that was killed mid-write
     weights_tmp = temp_file(folder, WEIGHTS_FILE)
     save_tensors(state, weights_tmp, metadata={"format": "pt"})
-    config = model.config.replace(metadata={**model.config.metadata, "weights_sha256": sha256_of(weights_tmp)})
+    config = model.config.replace(
+        metadata={**model.config.metadata, "weights_sha256": sha256_of(weights_tmp)}, input_check={}
+    )
     config_tmp = temp_file(folder, CONFIG_FILE)
     config.save(config_tmp)
     os.replace(weights_tmp, folder / WEIGHTS_FILE)
     os.replace(config_tmp, folder / CONFIG_FILE)
+    if model.input_checker is not None:
+        save_input_check(model.input_checker, folder)
     return folder
+
+
+def save_input_check(checker: InputChecker, folder: str | Path) -> Path:
+    """Write ``input_check.safetensors`` into a weights folder and record it (settings, SHA-256) in its config.json.
+
+    Only config.json's ``input_check`` key changes; the weights and everything else in the config stay as they are.
+    """
+    folder = Path(folder)
+    config = load_config(folder)
+    check_tmp = temp_file(folder, CHECK_FILE)
+    save_tensors(checker.tensors, check_tmp, metadata={"format": "pt"})
+    config_tmp = temp_file(folder, CONFIG_FILE)
+    config.replace(input_check=checker.settings(sha256_of(check_tmp))).save(config_tmp)
+    os.replace(check_tmp, folder / CHECK_FILE)
+    os.replace(config_tmp, folder / CONFIG_FILE)
+    return folder / CHECK_FILE
+
+
+def load_input_check(folder: Path, config: ModelConfig) -> InputChecker | None:
+    """The input check config.json describes (SHA-256 checked), or None for weights without one."""
+    if not config.input_check:
+        return None
+    path = folder / CHECK_FILE
+    if not path.is_file():
+        raise WeightsError(f"{path} is missing, though {CONFIG_FILE} describes an input check.")
+    if sha256_of(path) != config.input_check.get("sha256"):
+        raise WeightsError(
+            f"{path} does not match the SHA-256 recorded in {CONFIG_FILE}: the file is corrupted or was replaced."
+        )
+    try:
+        return InputChecker.load(folder, config.input_check)
+    except InputCheckError as err:
+        raise WeightsError(f"{path}: {err}") from err
 
 
 def temp_file(folder: str | Path, name: str) -> Path:
@@ -211,6 +251,7 @@ def load_model(
     # Weights stored in half precision (the bundled starter) compute in float32 like any others.
     state = {name: t.float() if t.is_floating_point() else t for name, t in state.items()}
     model.load_state_dict(state, strict=True)
+    model.input_checker = load_input_check(folder, config)
     return model.to(map_location).eval()
 
 

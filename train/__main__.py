@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "fit": ("train.fit_cli", "train and export the best epoch as a weights folder"),
     "evaluate": ("train.evaluation.evaluate", "metrics, calibration, subgroups and localization on a split"),
     "publish": ("train.evaluation.publish", "write the model card and upload a weights folder to the Hub"),
+    "input-check": ("train.input_check", "fit the input check (is it a frontal chest radiograph?) of a weights folder"),
     "starter": ("train.starter", "the validation sweep that made the bundled starter model (one GPU)"),
 }
 
@@ -23,7 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 def main(argv: list[str]) -> int:
     """Dispatch to the command module; print the list of commands on -h or an unknown command."""
     if not argv or argv[0] not in COMMANDS:
-        listing = "\n".join(f"  {name:<9} {text}" for name, (_, text) in COMMANDS.items())
+        listing = "\n".join(f"  {name:<11} {text}" for name, (_, text) in COMMANDS.items())
         print(f"usage: python -m train COMMAND [--help]\n\ncommands:\n{listing}")
         return 0 if argv[:1] in ([], ["-h"], ["--help"]) else 2
     module = importlib.import_module(COMMANDS[argv[0]][0])

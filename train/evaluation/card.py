@@ -15,6 +15,7 @@ import timm
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from cxr.config import ModelConfig
+from cxr.input_check import CHECK_FILE
 from cxr.labels import CHESTXRAY8_LABELS, CHESTXRAY14_LABELS
 from cxr.provenance import describe_subset
 from cxr.reliability import evidence, reliability_sentence
@@ -46,6 +47,7 @@ TAGS = [
 FILE_DESCRIPTIONS = {
     CONFIG_FILE: "labels, input contract, per-label thresholds, temperatures and biases, provenance, evaluation",
     WEIGHTS_FILE: "the weights (safetensors; never pickle)",
+    CHECK_FILE: "the input check's tensors: is an image a frontal chest radiograph? (settings in config.json)",
     CARD_FILE: "this model card",
     METRICS_FILE: "every number of the evaluation (JSON)",
     SPLIT_FILE: "the train / validation / test image names used",
