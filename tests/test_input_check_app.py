@@ -118,10 +118,13 @@ def test_a_refused_image_shows_the_message_instead_of_findings(browser, app, ima
             page.wait_for_function("() => document.querySelector('#original img').complete")
             below = _box(page, "#show-anyway")["y"] > _box(page, "#caption")["y"]
             assert below, "the show-anyway box sits under the message"
-            assert page.locator("#findings meter").count() == 0 and page.locator("#overlay img").count() == 0
+            assert (
+                page.locator("#findings meter, #at-chance meter").count() == 0
+                and page.locator("#overlay img").count() == 0
+            )
             _keep_screenshot(page, tmp_path, f"check-{name}-{'phone' if viewport is PHONE else 'desktop'}.png")
         page.locator("#show-anyway input").check()
-        page.wait_for_function("() => document.querySelectorAll('#findings meter').length === 14")
+        page.wait_for_function("() => document.querySelectorAll('#findings meter, #at-chance meter').length === 14")
         assert "Raw output, not findings" in page.locator("#caption").inner_text()
         _keep_screenshot(page, tmp_path, f"check-shown-anyway-{'phone' if viewport is PHONE else 'desktop'}.png")
     finally:
@@ -133,7 +136,7 @@ def test_an_inverted_radiograph_is_read_corrected_with_a_note(browser, app, imag
     context, page = _open(browser, app, DESKTOP)
     try:
         _upload(page, images["inverted"])
-        page.wait_for_function("() => document.querySelectorAll('#findings meter').length === 14")
+        page.wait_for_function("() => document.querySelectorAll('#findings meter, #at-chance meter').length === 14")
         assert INVERTED_NOTE[:40] in page.locator("#caption").inner_text()
         assert not page.locator("#show-anyway").is_visible()
         _keep_screenshot(page, tmp_path, "check-inverted-desktop.png")
