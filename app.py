@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,9 @@ DEFAULT_OPACITY = 0.5
 IMAGE_FORMAT = "jpeg"  # a 1024 px overlay encodes in ~5 ms as JPEG, ~480 ms as PNG (bench/app_latency.py)
 POSITIVE_MARK = "▲"
 REFUSED = "Cannot read this file"
+TITLE = "Chest X-ray findings with Grad-CAM"
+EMPTY_CAPTION = "Upload a chest X-ray to see findings."
+EXPIRED_CAPTION = "The result for this image has expired or there is none yet: upload an image."
 
 CSS = """
 .block.cxr-note {border-left: 4px solid #1d4ed8; background: #eff6ff; padding: 6px 12px !important; border-radius: 6px;}
@@ -77,6 +81,23 @@ CSS = """
 """
 
 
+@dataclass(frozen=True)
+class Page:
+    """The page's components that events read or write."""
+
+    result: gr.State  # this session's Prediction (decoded image and maps), for redraws without a model run
+    refusal: gr.State  # why the last upload was refused, for the error toast
+    upload: gr.File
+    examples: gr.Dataset
+    original: gr.Image
+    overlay: gr.Image
+    caption: gr.Markdown
+    label: gr.Dropdown
+    opacity: gr.Slider
+    findings: gr.Label
+    answer: gr.JSON
+
+
 def build_demo(served: ServedModel, forget_after_s: int = 120) -> gr.Blocks:
     """The page and its API endpoints for one loaded model.
 
@@ -85,175 +106,244 @@ def build_demo(served: ServedModel, forget_after_s: int = 120) -> gr.Blocks:
         forget_after_s: uploads and rendered images are deleted from the server's disk this many
             seconds after they were written (checked every ``forget_after_s / 2`` seconds).
     """
-    config = served.config
-    labels = list(config.labels)
-    choices = [(display_name(label), label) for label in labels]
-    model = BatchingPredictor(served.predictor, max_batch_size=MAX_BATCH_SIZE)
+    handlers = Handlers(served)
     sweep = max(1, forget_after_s // 2)
     # Served from examples/ as they are: copies in Gradio's cache would be swept away with the uploads.
     gr.set_static_paths([*EXAMPLES, *THUMBNAILS])
-    with gr.Blocks(title="Chest X-ray findings with Grad-CAM", delete_cache=(sweep, forget_after_s)) as demo:
-        gr.Markdown("# Chest X-ray findings with Grad-CAM")
-        banner = weights_banner(served)
-        gr.Markdown(
-            "**Research demo — not a medical device;** not for diagnosis or treatment. "
-            # Where a banner describes the weights, the notice does not say it twice (phones show little).
-            + ("" if banner else f"{trained_on(config)} ")
-            + "Heatmaps show where the model looked, not a finding's extent; "
-            "each is scaled on its own, so read it with the label's probability.",
-            elem_classes="cxr-note",
-        )
-        if banner:
-            text, alarming = banner
-            gr.Markdown(
-                text,
-                elem_classes="cxr-untrained" if alarming else "cxr-note",
-                elem_id="untrained-banner" if alarming else "weights-banner",
-            )
+    with gr.Blocks(title=TITLE, delete_cache=(sweep, forget_after_s)) as demo:
+        _header(served)
         result = gr.State(None, time_to_live=SESSION_TTL_S)
-        refusal = gr.State(None)  # why the last upload was refused, for the error toast
+        refusal = gr.State(None)
         with gr.Row(equal_height=False, elem_id="main"):
             with gr.Column(scale=3, min_width=260):
-                upload = gr.File(
-                    label="Chest X-ray: PNG, JPEG or DICOM (.dcm)",
-                    file_count="single",
-                    type="filepath",
-                    height=96,
-                    elem_id="upload",
-                )
-                examples = gr.Dataset(
-                    label="Or try a radiograph from the NIH ChestX-ray14 data set",
-                    components=[gr.Image(type="filepath", render=False)],
-                    samples=[[str(path)] for path in THUMBNAILS],
-                    layout="gallery",
-                    type="index",
-                    elem_id="examples",
-                )
+                upload, examples = _inputs_column()
             with gr.Column(scale=7, min_width=320):
-                with gr.Row(equal_height=True, elem_id="images"):
-                    with gr.Column(min_width=150):
-                        original = gr.Image(
-                            label="Radiograph", show_label=False, type="numpy", format=IMAGE_FORMAT, interactive=False,
-                            buttons=["fullscreen"], elem_id="original",
-                        )  # fmt: skip
-                    with gr.Column(min_width=150):
-                        overlay = gr.Image(
-                            label="Grad-CAM heatmap", show_label=False, type="numpy", format=IMAGE_FORMAT,
-                            interactive=False, buttons=["download", "fullscreen"], elem_id="overlay",
-                        )  # fmt: skip
-                caption = gr.Markdown("Upload a chest X-ray to see findings.", elem_id="caption")
-                with gr.Row(elem_id="controls"):
-                    label = gr.Dropdown(
-                        choices=choices, value=labels[0], label="Heatmap for", scale=3, min_width=200,
-                        elem_id="label-choice",
-                    )  # fmt: skip
-                    opacity = gr.Slider(
-                        0.0, 1.0, value=DEFAULT_OPACITY, step=0.05, label="Heatmap opacity", scale=2, min_width=160
-                    )
+                original, overlay, caption, label, opacity = _results_column(handlers.choices)
             with gr.Column(scale=4, min_width=260):
-                findings = gr.Label(
-                    label=f"Findings ({POSITIVE_MARK} = at or above threshold; click one for its heatmap)",
-                    num_top_classes=len(labels),
-                    show_heading=False,
-                    elem_id="findings",
-                )
-        with gr.Accordion("About the model and these weights", open=False):
-            gr.Markdown(about_markdown(served), elem_id="about")
-        if served.model_card:
-            with gr.Accordion("Model card", open=False):
-                gr.Markdown(served.model_card)
-        with gr.Accordion("API answer for this image (JSON)", open=False):
-            answer = gr.JSON(label="API answer", elem_id="api-json")
-
-        def predict_file(path: str) -> Prediction:
-            """Decode here, in the caller's thread (a bad file fails only its request), then share a forward."""
-            try:
-                image = load_image(path)
-            except InvalidImageError as err:
-                log.info("Refused an upload: %s", err)  # the message never quotes file contents or DICOM elements
-                raise gr.Error(str(err), title=REFUSED, print_exception=False) from None  # logged above
-            return model.predict(image)
-
-        def analyse_upload(path: str | None, opacity_value: float):
-            if path is None:
-                return _cleared(choices, "Upload a chest X-ray to see findings.")
-            try:
-                prediction = predict_file(path)
-            except gr.Error as err:
-                # Clear the previous image's results: they must never sit next to another file's name.
-                return _cleared(choices, f"**{REFUSED}.** {err.message}", refused=err.message)
-            shown = top_label(prediction)
-            return (
-                prediction,
-                None,
-                _grayscale_uint8(prediction.image),
-                prediction.overlay(shown, opacity=opacity_value),
-                _marked_confidences(prediction),
-                gr.update(choices=_ranked_choices(prediction), value=shown),
-                _caption(prediction, shown),
-                prediction_record(prediction, served),
-            )
-
-        def tell_refusal(message: str | None) -> None:
-            """An error toast for a refused upload (Gradio titles every error toast "Error": the text names it)."""
-            if message:
-                raise gr.Error(f"{REFUSED}: {message}", title=REFUSED, print_exception=False)
-
-        def redraw(prediction: Prediction | None, label_value: str, opacity_value: float):
-            if prediction is None:
-                return None, "The result for this image has expired or there is none yet: upload an image."
-            return prediction.overlay(label_value, opacity=opacity_value), _caption(prediction, label_value)
-
-        def show_finding(prediction: Prediction | None, opacity_value: float, selected: gr.SelectData):
-            shown = {_finding_name(prediction, label): label for label in labels} if prediction else {}
-            chosen = shown.get(selected.value, labels[0])
-            return (*redraw(prediction, chosen, opacity_value), gr.update(value=chosen))
-
-        model_events = dict(concurrency_id="model", concurrency_limit=MODEL_CONCURRENCY)
-        render_events = dict(concurrency_id="render", concurrency_limit=RENDER_CONCURRENCY, trigger_mode="always_last")
-        upload.change(
-            analyse_upload,
-            inputs=[upload, opacity],
-            outputs=[result, refusal, original, overlay, findings, label, caption, answer],
-            api_visibility="private",
-            **model_events,
-        ).then(tell_refusal, inputs=[refusal], outputs=None, api_visibility="private", **render_events)
-        examples.click(lambda i: str(EXAMPLES[i]), inputs=[examples], outputs=[upload], api_visibility="private")
-        gr.on(
-            [label.input, opacity.release],
-            redraw,
-            inputs=[result, label, opacity],
-            outputs=[overlay, caption],
-            api_visibility="private",
-            **render_events,
-        )
-        findings.select(
-            show_finding,
-            inputs=[result, opacity],
-            outputs=[overlay, caption, label],
-            api_visibility="private",
-            **render_events,
-        )
-
-        def predict(image: str) -> tuple[dict[str, Any], np.ndarray]:
-            """All labels' probabilities, thresholds and positives, and the most probable label's heatmap."""
-            prediction = predict_file(image)
-            return prediction_record(prediction, served), prediction.overlay(top_label(prediction), DEFAULT_OPACITY)
-
-        def cam(image: str, label: str, opacity: float = DEFAULT_OPACITY) -> tuple[dict[str, Any], np.ndarray]:
-            """One label's heatmap over the image, with that label's probability, threshold and verdict."""
-            prediction = predict_file(image)
-            return cam_record(prediction, label, served), prediction.overlay(label, opacity)
-
-        def describe_model() -> dict[str, Any]:
-            """Labels, thresholds, provenance and recorded metrics of the served weights."""
-            return model_info(served)
-
-        # API-only endpoints (no trigger in the page); they reuse the page's components for typing.
-        gr.on([], predict, inputs=[upload], outputs=[answer, overlay], api_name="predict", **model_events)
-        gr.on([], cam, inputs=[upload, label, opacity], outputs=[answer, overlay], api_name="cam", **model_events)
-        gr.on([], describe_model, inputs=None, outputs=[answer], api_name="model_info", queue=False)
+                findings = _findings_column(len(handlers.labels))
+        answer = _accordions(served)
+        page = Page(result, refusal, upload, examples, original, overlay, caption, label, opacity, findings, answer)
+        _wire_page_events(page, handlers)
+        _add_api_endpoints(page, handlers)
     return demo
+
+
+def _header(served: ServedModel) -> None:
+    """Title, the research-use notice and, where the weights call for one, a banner about them."""
+    gr.Markdown(f"# {TITLE}")
+    banner = weights_banner(served)
+    gr.Markdown(_notice(served, with_provenance=banner is None), elem_classes="cxr-note")
+    if banner:
+        text, alarming = banner
+        gr.Markdown(
+            text,
+            elem_classes="cxr-untrained" if alarming else "cxr-note",
+            elem_id="untrained-banner" if alarming else "weights-banner",
+        )
+
+
+def _inputs_column() -> tuple[gr.File, gr.Dataset]:
+    """The upload box and the example thumbnails."""
+    upload = gr.File(
+        label="Chest X-ray: PNG, JPEG or DICOM (.dcm)",
+        file_count="single",
+        type="filepath",
+        height=96,
+        elem_id="upload",
+    )
+    examples = gr.Dataset(
+        label="Or try a radiograph from the NIH ChestX-ray14 data set",
+        components=[gr.Image(type="filepath", render=False)],
+        samples=[[str(path)] for path in THUMBNAILS],
+        layout="gallery",
+        type="index",
+        elem_id="examples",
+    )
+    return upload, examples
+
+
+def _results_column(choices: list[tuple[str, str]]) -> tuple[gr.Image, gr.Image, gr.Markdown, gr.Dropdown, gr.Slider]:
+    """The radiograph and its heatmap side by side, the heatmap's caption, and the heatmap's controls."""
+    with gr.Row(equal_height=True, elem_id="images"):
+        with gr.Column(min_width=150):
+            original = gr.Image(
+                label="Radiograph", show_label=False, type="numpy", format=IMAGE_FORMAT, interactive=False,
+                buttons=["fullscreen"], elem_id="original",
+            )  # fmt: skip
+        with gr.Column(min_width=150):
+            overlay = gr.Image(
+                label="Grad-CAM heatmap", show_label=False, type="numpy", format=IMAGE_FORMAT,
+                interactive=False, buttons=["download", "fullscreen"], elem_id="overlay",
+            )  # fmt: skip
+    caption = gr.Markdown(EMPTY_CAPTION, elem_id="caption")
+    with gr.Row(elem_id="controls"):
+        label = gr.Dropdown(
+            choices=choices, value=choices[0][1], label="Heatmap for", scale=3, min_width=200,
+            elem_id="label-choice",
+        )  # fmt: skip
+        opacity = gr.Slider(0.0, 1.0, value=DEFAULT_OPACITY, step=0.05, label="Heatmap opacity", scale=2, min_width=160)
+    return original, overlay, caption, label, opacity
+
+
+def _findings_column(n_labels: int) -> gr.Label:
+    """Every label's probability, most probable first; a click on one shows its heatmap."""
+    return gr.Label(
+        label=f"Findings ({POSITIVE_MARK} = at or above threshold; click one for its heatmap)",
+        num_top_classes=n_labels,
+        show_heading=False,
+        elem_id="findings",
+    )
+
+
+def _accordions(served: ServedModel) -> gr.JSON:
+    """About the weights, their model card, and the API answer for the shown image (returned: events fill it)."""
+    with gr.Accordion("About the model and these weights", open=False):
+        gr.Markdown(about_markdown(served), elem_id="about")
+    if served.model_card:
+        with gr.Accordion("Model card", open=False):
+            gr.Markdown(served.model_card)
+    with gr.Accordion("API answer for this image (JSON)", open=False):
+        return gr.JSON(label="API answer", elem_id="api-json")
+
+
+class Handlers:
+    """What the page's events and the API endpoints do, over one batching model."""
+
+    def __init__(self, served: ServedModel) -> None:
+        self.served = served
+        self.labels = list(served.config.labels)
+        self.choices = [(display_name(label), label) for label in self.labels]
+        self.model = BatchingPredictor(served.predictor, max_batch_size=MAX_BATCH_SIZE)
+
+    def predict_file(self, path: str) -> Prediction:
+        """Decode here, in the caller's thread (a bad file fails only its request), then share a forward."""
+        try:
+            image = load_image(path)
+        except InvalidImageError as err:
+            log.info("Refused an upload: %s", err)  # the message never quotes file contents or DICOM elements
+            raise gr.Error(str(err), title=REFUSED, print_exception=False) from None  # logged above
+        return self.model.predict(image)
+
+    # Page events: their outputs are listed in _wire_page_events.
+
+    def analyse_upload(self, path: str | None, opacity: float) -> tuple:
+        """Outputs: result, refusal, original, overlay, findings, label, caption, answer."""
+        if path is None:
+            return _cleared(self.choices, EMPTY_CAPTION)
+        try:
+            prediction = self.predict_file(path)
+        except gr.Error as err:
+            # Clear the previous image's results: they must never sit next to another file's name.
+            return _cleared(self.choices, f"**{REFUSED}.** {err.message}", refused=err.message)
+        shown = top_label(prediction)
+        return (
+            prediction,
+            None,
+            _grayscale_uint8(prediction.image),
+            prediction.overlay(shown, opacity=opacity),
+            _marked_confidences(prediction),
+            gr.update(choices=_ranked_choices(prediction), value=shown),
+            _caption(prediction, shown),
+            prediction_record(prediction, self.served),
+        )
+
+    @staticmethod
+    def tell_refusal(message: str | None) -> None:
+        """An error toast for a refused upload (Gradio titles every error toast "Error": the text names it)."""
+        if message:
+            raise gr.Error(f"{REFUSED}: {message}", title=REFUSED, print_exception=False)
+
+    @staticmethod
+    def redraw(prediction: Prediction | None, label: str, opacity: float) -> tuple[np.ndarray | None, str]:
+        """Outputs: overlay, caption."""
+        if prediction is None:
+            return None, EXPIRED_CAPTION
+        return prediction.overlay(label, opacity=opacity), _caption(prediction, label)
+
+    def show_finding(self, prediction: Prediction | None, opacity: float, selected: gr.SelectData) -> tuple:
+        """Outputs: overlay, caption, label (the clicked findings row's label)."""
+        shown = {_finding_name(prediction, label): label for label in self.labels} if prediction else {}
+        chosen = shown.get(selected.value, self.labels[0])
+        return (*self.redraw(prediction, chosen, opacity), gr.update(value=chosen))
+
+    # API endpoints: their docstrings are the API's descriptions.
+
+    def predict(self, image: str) -> tuple[dict[str, Any], np.ndarray]:
+        """All labels' probabilities, thresholds and positives, and the most probable label's heatmap."""
+        prediction = self.predict_file(image)
+        return prediction_record(prediction, self.served), prediction.overlay(top_label(prediction), DEFAULT_OPACITY)
+
+    def cam(self, image: str, label: str, opacity: float = DEFAULT_OPACITY) -> tuple[dict[str, Any], np.ndarray]:
+        """One label's heatmap over the image, with that label's probability, threshold and verdict."""
+        prediction = self.predict_file(image)
+        return cam_record(prediction, label, self.served), prediction.overlay(label, opacity)
+
+    def describe_model(self) -> dict[str, Any]:
+        """Labels, thresholds, provenance and recorded metrics of the served weights."""
+        return model_info(self.served)
+
+
+MODEL_EVENTS = dict(concurrency_id="model", concurrency_limit=MODEL_CONCURRENCY)
+RENDER_EVENTS = dict(concurrency_id="render", concurrency_limit=RENDER_CONCURRENCY, trigger_mode="always_last")
+
+
+def _wire_page_events(page: Page, handlers: Handlers) -> None:
+    """Upload, example clicks, label and opacity changes, finding clicks (none of them is an API endpoint)."""
+    upload_outputs = [
+        page.result,
+        page.refusal,
+        page.original,
+        page.overlay,
+        page.findings,
+        page.label,
+        page.caption,
+        page.answer,
+    ]
+    page.upload.change(
+        handlers.analyse_upload,
+        inputs=[page.upload, page.opacity],
+        outputs=upload_outputs,
+        api_visibility="private",
+        **MODEL_EVENTS,
+    ).then(handlers.tell_refusal, inputs=[page.refusal], outputs=None, api_visibility="private", **RENDER_EVENTS)
+    page.examples.click(
+        lambda i: str(EXAMPLES[i]), inputs=[page.examples], outputs=[page.upload], api_visibility="private"
+    )
+    gr.on(
+        [page.label.input, page.opacity.release],
+        handlers.redraw,
+        inputs=[page.result, page.label, page.opacity],
+        outputs=[page.overlay, page.caption],
+        api_visibility="private",
+        **RENDER_EVENTS,
+    )
+    page.findings.select(
+        handlers.show_finding,
+        inputs=[page.result, page.opacity],
+        outputs=[page.overlay, page.caption, page.label],
+        api_visibility="private",
+        **RENDER_EVENTS,
+    )
+
+
+def _add_api_endpoints(page: Page, handlers: Handlers) -> None:
+    """/predict, /cam and /model_info: API-only (no trigger in the page); the page's components give their types."""
+    gr.on([], handlers.predict, inputs=[page.upload], outputs=[page.answer, page.overlay], api_name="predict",
+          **MODEL_EVENTS)  # fmt: skip
+    gr.on([], handlers.cam, inputs=[page.upload, page.label, page.opacity], outputs=[page.answer, page.overlay],
+          api_name="cam", **MODEL_EVENTS)  # fmt: skip
+    gr.on([], handlers.describe_model, inputs=None, outputs=[page.answer], api_name="model_info", queue=False)
+
+
+def _notice(served: ServedModel, with_provenance: bool) -> str:
+    """The research-use notice; ``with_provenance`` adds what the weights were trained on."""
+    return (
+        "**Research demo — not a medical device;** not for diagnosis or treatment. "
+        # Where a banner describes the weights, the notice does not say it twice (phones show little).
+        + (f"{trained_on(served.config)} " if with_provenance else "")
+        + "Heatmaps show where the model looked, not a finding's extent; "
+        "each is scaled on its own, so read it with the label's probability."
+    )
 
 
 def _cleared(choices: list[tuple[str, str]], message: str, refused: str | None = None) -> tuple:
