@@ -21,6 +21,8 @@ import os
 import shutil
 import tempfile
 import threading
+import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Protocol
 
@@ -33,6 +35,7 @@ log = logging.getLogger(__name__)
 
 BACKENDS = ("torch", "openvino", "openvino-bf16")
 AUTO = "auto"
+BACKEND_ENV = "CXR_BACKEND"  # the app's and the CLI's default backend when set; else "auto"
 EXPORT_FORMAT = 1  # bump when the exported graph changes meaning, so old cache entries are not read
 EXPORT_FILE = "features.xml"  # + features.bin beside it (OpenVINO IR)
 EXPORT_RECORD = "export.json"
@@ -140,7 +143,8 @@ def export_openvino(model: CXRNet, folder: Path) -> None:
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return self.net.forward_features(x)
 
-    with torch.inference_mode(False), torch.no_grad():
+    with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning, module="torch.jit")  # OpenVINO traces with it
         graph = ov.convert_model(
             Features().eval(), example_input=torch.zeros(1, 3, size, size), input=[ov.PartialShape([-1, 3, size, size])]
         )
@@ -205,6 +209,11 @@ def openvino_backend(
         },
     )
     return OpenVINOBackend(compiled, "openvino" if precision == "fp32" else f"openvino-{precision}")
+
+
+def default_backend(environ: Mapping[str, str] = os.environ) -> str:
+    """The app's and the CLI's backend when none is given: ``$CXR_BACKEND``, else ``"auto"``."""
+    return check_backend(environ.get(BACKEND_ENV) or AUTO)
 
 
 def check_backend(name: str) -> str:

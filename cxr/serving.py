@@ -139,7 +139,8 @@ def cam_record(prediction: Prediction, label: str, served: ServedModel) -> dict[
 
 
 def model_info(served: ServedModel) -> dict[str, Any]:
-    """JSON answer of ``/model_info``: labels, thresholds, provenance and recorded metrics of the weights."""
+    """JSON answer of ``/model_info``: labels, thresholds, provenance and recorded metrics of the weights, and the
+    backend that runs them (see :mod:`cxr.backends`)."""
     config = served.config
     return {
         **served.summary(),
@@ -147,6 +148,7 @@ def model_info(served: ServedModel) -> dict[str, Any]:
         "thresholds": dict(zip(config.labels, config.thresholds, strict=True)),
         "image_size": config.image_size,
         "trunk": config.trunk,
+        "backend": served.predictor.backend_name,
         "description": config.metadata.get("description"),
         "training": config.metadata.get("training"),
         "evaluation": config.metadata.get("evaluation"),
