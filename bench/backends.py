@@ -124,6 +124,8 @@ def main() -> None:
     thresholds = reference.config.thresholds
     results: dict[str, dict[str, list]] = {name: {"dp": [], "same": [], "psnr": [], "held": []} for name in predictors}
     for start in range(0, len(files), 8):
+        if start % 160 == 0:
+            print(f"  compared {start} of {len(files)} images; load {os.getloadavg()}", flush=True)
         chunk = [load_image(f) for f in files[start : start + 8]]
         names = [f.name for f in files[start : start + 8]]
         expected = reference.predict_batch(chunk)
