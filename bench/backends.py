@@ -82,6 +82,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=15, help="timing rounds (each runs every backend once)")
     parser.add_argument("--images", type=Path, default=SHARED_IMAGES)
     parser.add_argument("--limit", type=int, default=None, help="compare on the first N images only")
+    parser.add_argument(
+        "--compare", nargs="+", default=None, metavar="BACKEND",
+        help="compare only these backends (table names, e.g. 'OpenVINO bf16') over the images (default: all)",
+    )  # fmt: skip
     parser.add_argument("--int8", type=int, default=0, metavar="N", help="add OpenVINO int8 calibrated on N images")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -121,15 +125,18 @@ def main() -> None:
         f"timed: {args.repeats} interleaved rounds, one {reference.config.image_size} px image; load {os.getloadavg()}"
     )
 
+    for name, values in seconds.items():
+        print(f"  {name}: {statistics.median(values) * 1000:.0f} ms p50, {base / statistics.median(values):.2f}×")
+    compared = {name: p for name, p in predictors.items() if args.compare is None or name in args.compare}
     thresholds = reference.config.thresholds
-    results: dict[str, dict[str, list]] = {name: {"dp": [], "same": [], "psnr": [], "held": []} for name in predictors}
+    results: dict[str, dict[str, list]] = {name: {"dp": [], "same": [], "psnr": [], "held": []} for name in compared}
     for start in range(0, len(files), 8):
-        if start % 160 == 0:
+        if start % 80 == 0:
             print(f"  compared {start} of {len(files)} images; load {os.getloadavg()}", flush=True)
         chunk = [load_image(f) for f in files[start : start + 8]]
         names = [f.name for f in files[start : start + 8]]
         expected = reference.predict_batch(chunk)
-        for name, predictor in predictors.items():
+        for name, predictor in compared.items():
             answers = expected if predictor is reference else predictor.predict_batch(chunk)
             for want, got, image_name in zip(expected, answers, names, strict=True):
                 row = results[name]
