@@ -145,14 +145,14 @@ def main() -> None:
                 row["psnr"].append(map_psnr(want.maps, got.maps))
                 row["held"].append(not args.int8 or image_name not in calibrated)
     print(f"compared on {len(files)} images from {args.images}\n")
-    print("| backend | ms (p50) | speed-up | max \\|Δp\\| | ▲ same | heatmap PSNR min / median (dB) |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("| backend | ms (p50) | speed-up | max \\|Δp\\| | ▲ same | heatmap PSNR min / median (dB) | images < 35 dB |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for name, row in results.items():
         ms = statistics.median(seconds[name]) * 1000
         psnr = row["psnr"]
         print(
             f"| {name} | {ms:.0f} | {base * 1000 / ms:.2f}× | {max(row['dp']):.4f} | {np.mean(row['same']):.2%} | "
-            f"{_db(min(psnr))} / {_db(statistics.median(psnr))} |"
+            f"{_db(min(psnr))} / {_db(statistics.median(psnr))} | {sum(p < 35 for p in psnr)} of {len(psnr)} |"
         )
     if args.int8 and "OpenVINO int8 (trunk; NNCF)" in results:
         row = results["OpenVINO int8 (trunk; NNCF)"]
