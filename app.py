@@ -1,7 +1,8 @@
 """Gradio Space: 14 chest X-ray findings with a Grad-CAM heatmap for each, from one forward pass.
 
 Run ``python app.py --weights DIR`` (or with Hub access, ``python app.py``). The page and the API
-(``/predict``, ``/cam``, ``/model_info``) are thin wiring over :mod:`cxr.serving` and :mod:`cxr.predictor`.
+(``/predict``, ``/cam``, ``/model_info``, also MCP tools with ``--mcp``; on by default on a Space) are thin
+wiring over :mod:`cxr.serving` and :mod:`cxr.predictor`; on ZeroGPU hardware :mod:`cxr.zerogpu` runs the model.
 """
 
 from __future__ import annotations
@@ -19,19 +20,30 @@ import gradio as gr
 import numpy as np
 import torch
 
+from cxr import zerogpu
 from cxr.backends import AUTO, BACKENDS, default_backend
-from cxr.batching import BatchingPredictor
 from cxr.io import MAX_FILE_BYTES, InvalidImageError, load_image
 from cxr.labels import display_name
+from cxr.page_style import CSS, page_script
+from cxr.page_text import (
+    AT_CHANCE_HEADING,
+    FINDINGS_HEADING,
+    caption,
+    finding_rows,
+    heatmap_alt,
+    heatmap_choices,
+    row_name,
+)
 from cxr.predictor import Prediction
+from cxr.reliability import AT_CHANCE, label_evidence
 from cxr.serving import (
     ServedModel,
     about_markdown,
     cam_record,
+    first_heatmap,
     load_served_model,
     model_info,
     prediction_record,
-    top_label,
     trained_on,
     weights_banner,
 )
@@ -48,38 +60,10 @@ SESSION_TTL_S = 1800  # a result (decoded image + maps) stays in the server's me
 SESSIONS_KEPT = 200  # at most this many sessions' results in memory (about 5 MB each)
 DEFAULT_OPACITY = 0.5
 IMAGE_FORMAT = "jpeg"  # a 1024 px overlay encodes in ~5 ms as JPEG, ~480 ms as PNG (bench/app_latency.py)
-POSITIVE_MARK = "▲"
 REFUSED = "Cannot read this file"
 TITLE = "Chest X-ray findings with Grad-CAM"
 EMPTY_CAPTION = "Upload a chest X-ray to see findings."
 EXPIRED_CAPTION = "The result for this image has expired or there is none yet: upload an image."
-
-CSS = """
-.block.cxr-note {border-left: 4px solid #1d4ed8; background: #eff6ff; padding: 6px 12px !important; border-radius: 6px;}
-.block.cxr-untrained {border-left: 4px solid #b91c1c; background: #fef2f2; padding: 6px 12px !important;
-  border-radius: 6px;}
-.cxr-untrained p {color: #7f1d1d;}
-.cxr-note p, .cxr-untrained p {margin: 0 !important; font-size: 0.9rem !important;}
-#caption {min-height: 1.6em;}
-#findings button {cursor: pointer;}
-#findings dt {font-family: var(--font) !important;}
-#findings dd.confidence {display: none;}  /* whole percents: the one-decimal value is in each row's name */
-#about code {overflow-wrap: anywhere; white-space: normal;}
-#examples img {height: 72px; width: 72px; object-fit: cover;}
-@media (max-width: 640px) {
-  /* A phone gets one column, results first: upload, images, caption, findings, then the controls and examples. */
-  h1 {font-size: 1.05rem !important; margin: 0 !important;}
-  .block.cxr-note, .block.cxr-untrained {padding: 4px 8px !important;}
-  .cxr-note p, .cxr-untrained p {font-size: 0.75rem !important; line-height: 1.3 !important;}
-  #main {flex-direction: column; flex-wrap: nowrap;}
-  #main > .column {display: contents;}
-  #upload {order: 1;} #images {order: 2;} #caption {order: 3;} #findings {order: 4;} #controls {order: 5;}
-  #examples {order: 6;}
-  #images {flex-wrap: nowrap !important; gap: 6px !important;}
-  #images > div {min-width: 0 !important;}
-  #findings button {padding-top: 0; padding-bottom: 0;}
-}
-"""
 
 
 @dataclass(frozen=True)
@@ -96,6 +80,7 @@ class Page:
     label: gr.Dropdown
     opacity: gr.Slider
     findings: gr.Label
+    at_chance: gr.Label  # the labels the weights cannot tell from chance, greyed below the others
     answer: gr.JSON
 
 
@@ -121,9 +106,11 @@ def build_demo(served: ServedModel, forget_after_s: int = 120) -> gr.Blocks:
             with gr.Column(scale=7, min_width=320):
                 original, overlay, caption, label, opacity = _results_column(handlers.choices)
             with gr.Column(scale=4, min_width=260):
-                findings = _findings_column(len(handlers.labels))
+                findings, at_chance = _findings_column(handlers)
         answer = _accordions(served)
-        page = Page(result, refusal, upload, examples, original, overlay, caption, label, opacity, findings, answer)
+        page = Page(
+            result, refusal, upload, examples, original, overlay, caption, label, opacity, findings, at_chance, answer
+        )
         _wire_page_events(page, handlers)
         _add_api_endpoints(page, handlers)
     return demo
@@ -169,7 +156,7 @@ def _results_column(choices: list[tuple[str, str]]) -> tuple[gr.Image, gr.Image,
         with gr.Column(min_width=150):
             original = gr.Image(
                 label="Radiograph", show_label=False, type="numpy", format=IMAGE_FORMAT, interactive=False,
-                buttons=["fullscreen"], elem_id="original",
+                buttons=["fullscreen"], elem_id="original", alt_text="Uploaded radiograph",
             )  # fmt: skip
         with gr.Column(min_width=150):
             overlay = gr.Image(
@@ -186,14 +173,21 @@ def _results_column(choices: list[tuple[str, str]]) -> tuple[gr.Image, gr.Image,
     return original, overlay, caption, label, opacity
 
 
-def _findings_column(n_labels: int) -> gr.Label:
-    """Every label's probability, most probable first; a click on one shows its heatmap."""
-    return gr.Label(
-        label=f"Findings ({POSITIVE_MARK} = at or above threshold; click one for its heatmap)",
-        num_top_classes=n_labels,
-        show_heading=False,
-        elem_id="findings",
+def _findings_column(handlers: Handlers) -> tuple[gr.Label, gr.Label]:
+    """Every label's probability, most probable first, the at-chance ones in a greyed list below the others;
+    a click on one shows its heatmap. A list with no label for the served weights is not shown."""
+    reliable = len(handlers.labels) - len(handlers.at_chance)
+    findings = gr.Label(
+        label=FINDINGS_HEADING, num_top_classes=reliable, show_heading=False, visible=reliable > 0, elem_id="findings"
     )
+    at_chance = gr.Label(
+        label=AT_CHANCE_HEADING,
+        num_top_classes=len(handlers.at_chance),
+        show_heading=False,
+        visible=bool(handlers.at_chance),
+        elem_id="at-chance",
+    )
+    return findings, at_chance
 
 
 def _accordions(served: ServedModel) -> gr.JSON:
@@ -208,13 +202,15 @@ def _accordions(served: ServedModel) -> gr.JSON:
 
 
 class Handlers:
-    """What the page's events and the API endpoints do, over one batching model."""
+    """What the page's events and the API endpoints do, over one model front (batching, or ZeroGPU calls)."""
 
     def __init__(self, served: ServedModel) -> None:
         self.served = served
         self.labels = list(served.config.labels)
         self.choices = [(display_name(label), label) for label in self.labels]
-        self.model = BatchingPredictor(served.predictor, max_batch_size=MAX_BATCH_SIZE)
+        self.evidence = label_evidence(served.config)  # each label's test AUROC and interval, if recorded
+        self.at_chance = [label for label in self.labels if self.evidence[label].verdict == AT_CHANCE]
+        self.model = zerogpu.serving_front(served.predictor, max_batch_size=MAX_BATCH_SIZE)
 
     def predict_file(self, path: str) -> Prediction:
         """Decode here, in the caller's thread (a bad file fails only its request), then share a forward."""
@@ -228,7 +224,7 @@ class Handlers:
     # Page events: their outputs are listed in _wire_page_events.
 
     def analyse_upload(self, path: str | None, opacity: float) -> tuple:
-        """Outputs: result, refusal, original, overlay, findings, label, caption, answer."""
+        """Outputs: result, refusal, original, overlay, findings, at_chance, label, caption, answer."""
         if path is None:
             return _cleared(self.choices, EMPTY_CAPTION)
         try:
@@ -236,15 +232,15 @@ class Handlers:
         except gr.Error as err:
             # Clear the previous image's results: they must never sit next to another file's name.
             return _cleared(self.choices, f"**{REFUSED}.** {err.message}", refused=err.message)
-        shown = top_label(prediction)
+        shown, why_not = first_heatmap(prediction)
         return (
             prediction,
             None,
             _grayscale_uint8(prediction.image),
-            prediction.overlay(shown, opacity=opacity),
-            _marked_confidences(prediction),
-            gr.update(choices=_ranked_choices(prediction), value=shown),
-            _caption(prediction, shown),
+            self.overlay(prediction, shown, opacity),
+            *finding_rows(prediction, self.evidence),
+            gr.update(choices=heatmap_choices(prediction, self.evidence), value=shown),
+            caption(prediction, shown, self.evidence[shown], why_not),
             prediction_record(prediction, self.served),
         )
 
@@ -255,32 +251,63 @@ class Handlers:
             raise gr.Error(f"{REFUSED}: {message}", title=REFUSED, print_exception=False)
 
     @staticmethod
-    def redraw(prediction: Prediction | None, label: str, opacity: float) -> tuple[np.ndarray | None, str]:
+    def overlay(prediction: Prediction, label: str, opacity: float) -> dict[str, Any]:
+        """The heatmap's image and its alt text, for the page's overlay component."""
+        return gr.update(value=prediction.overlay(label, opacity=opacity), alt_text=heatmap_alt(prediction, label))
+
+    def redraw(self, prediction: Prediction | None, label: str, opacity: float) -> tuple:
         """Outputs: overlay, caption."""
         if prediction is None:
             return None, EXPIRED_CAPTION
-        return prediction.overlay(label, opacity=opacity), _caption(prediction, label)
+        return self.overlay(prediction, label, opacity), caption(prediction, label, self.evidence[label])
 
     def show_finding(self, prediction: Prediction | None, opacity: float, selected: gr.SelectData) -> tuple:
-        """Outputs: overlay, caption, label (the clicked findings row's label)."""
-        shown = {_finding_name(prediction, label): label for label in self.labels} if prediction else {}
-        chosen = shown.get(selected.value, self.labels[0])
+        """Outputs: overlay, caption, label (the label of the clicked row, in either findings list)."""
+        rows = {row_name(prediction, label, self.evidence): label for label in self.labels} if prediction else {}
+        chosen = rows.get(selected.value, self.labels[0])
         return (*self.redraw(prediction, chosen, opacity), gr.update(value=chosen))
 
-    # API endpoints: their docstrings are the API's descriptions.
+    # API endpoints: their docstrings are the API's descriptions and the MCP tools' (Gradio reads the summary,
+    # Args and Returns). The functions' names are the MCP tools' names.
 
     def predict(self, image: str) -> tuple[dict[str, Any], np.ndarray]:
-        """All labels' probabilities, thresholds and positives, and the most probable label's heatmap."""
+        """Read a frontal chest radiograph and score 14 findings (the NIH ChestX-ray14 labels), with a heatmap.
+        A research demo, not a medical device: not for diagnosis or treatment.
+
+        Args:
+            image: a frontal (PA or AP) chest radiograph: a PNG, JPEG or DICOM (.dcm) file.
+
+        Returns:
+            JSON: each label's probability and threshold, `positive` labels, labels at chance, the input check
+            a JPEG image: the heatmap of `overlay_label`, the most probable label above chance with a non-empty map
+        """
         prediction = self.predict_file(image)
-        return prediction_record(prediction, self.served), prediction.overlay(top_label(prediction), DEFAULT_OPACITY)
+        record = prediction_record(prediction, self.served)
+        return record, prediction.overlay(record["overlay_label"], DEFAULT_OPACITY)
 
     def cam(self, image: str, label: str, opacity: float = DEFAULT_OPACITY) -> tuple[dict[str, Any], np.ndarray]:
-        """One label's heatmap over the image, with that label's probability, threshold and verdict."""
+        """Show where the model looked for one finding on a frontal chest radiograph (a Grad-CAM heatmap).
+        A research demo, not a medical device: not for diagnosis or treatment.
+
+        Args:
+            image: a frontal (PA or AP) chest radiograph: a PNG, JPEG or DICOM (.dcm) file.
+            label: the finding, a label name such as "Effusion" or "Cardiomegaly" (model_info lists them).
+            opacity: the heatmap's opacity over the radiograph, from 0 to 1.
+
+        Returns:
+            JSON: the label's probability, threshold, verdict and caption
+            a JPEG image: the label's heatmap over the radiograph (where the model looked, not the finding's extent)
+        """
         prediction = self.predict_file(image)
         return cam_record(prediction, label, self.served), prediction.overlay(label, opacity)
 
-    def describe_model(self) -> dict[str, Any]:
-        """Labels, thresholds, provenance and recorded metrics of the served weights."""
+    def model_info(self) -> dict[str, Any]:
+        """Describe the served chest X-ray model: its labels, thresholds, provenance and recorded test metrics.
+        A research demo, not a medical device.
+
+        Returns:
+            JSON: labels, thresholds, weights source, revision and SHA-256, training data, evaluation
+        """
         return model_info(self.served)
 
 
@@ -296,6 +323,7 @@ def _wire_page_events(page: Page, handlers: Handlers) -> None:
         page.original,
         page.overlay,
         page.findings,
+        page.at_chance,
         page.label,
         page.caption,
         page.answer,
@@ -318,7 +346,8 @@ def _wire_page_events(page: Page, handlers: Handlers) -> None:
         api_visibility="private",
         **RENDER_EVENTS,
     )
-    page.findings.select(
+    gr.on(
+        [page.findings.select, page.at_chance.select],
         handlers.show_finding,
         inputs=[page.result, page.opacity],
         outputs=[page.overlay, page.caption, page.label],
@@ -333,7 +362,7 @@ def _add_api_endpoints(page: Page, handlers: Handlers) -> None:
           **MODEL_EVENTS)  # fmt: skip
     gr.on([], handlers.cam, inputs=[page.upload, page.label, page.opacity], outputs=[page.answer, page.overlay],
           api_name="cam", **MODEL_EVENTS)  # fmt: skip
-    gr.on([], handlers.describe_model, inputs=None, outputs=[page.answer], api_name="model_info", queue=False)
+    gr.on([], handlers.model_info, inputs=None, outputs=[page.answer], api_name="model_info", queue=False)
 
 
 def _notice(served: ServedModel, with_provenance: bool) -> str:
@@ -349,32 +378,11 @@ def _notice(served: ServedModel, with_provenance: bool) -> str:
 
 def _cleared(choices: list[tuple[str, str]], message: str, refused: str | None = None) -> tuple:
     """Outputs of the upload event with no result: empty panels and ``message`` under the images."""
-    return None, refused, None, None, None, gr.update(choices=choices, value=choices[0][1]), message, None
+    return None, refused, None, None, None, None, gr.update(choices=choices, value=choices[0][1]), message, None
 
 
 def _grayscale_uint8(image: np.ndarray) -> np.ndarray:
     return np.rint(np.clip(image, 0.0, 1.0) * 255).astype(np.uint8)
-
-
-def _finding_name(prediction: Prediction, label: str) -> str:
-    """A findings row, ``"Pleural thickening ▲ 50.3%"``: one decimal, so 50.3% ▲ never sits beside an unmarked 50%."""
-    mark = f" {POSITIVE_MARK}" if label in prediction.positive else ""
-    return f"{display_name(label)}{mark} {prediction.probability_by_label[label]:.1%}"
-
-
-def _marked_confidences(prediction: Prediction) -> dict[str, float]:
-    """``{row name: probability}`` for gr.Label (it sorts them), with labels at or above their threshold marked."""
-    return {_finding_name(prediction, label): p for label, p in prediction.probability_by_label.items()}
-
-
-def _ranked_choices(prediction: Prediction) -> list[tuple[str, str]]:
-    """Dropdown entries, most probable first: ("Pleural thickening ▲ 73.2%", "Pleural_Thickening")."""
-    ranked = sorted(prediction.labels, key=lambda label: -prediction.probability_by_label[label])
-    return [(_finding_name(prediction, label), label) for label in ranked]
-
-
-def _caption(prediction: Prediction, label: str) -> str:
-    return f"**Heatmap of {prediction.caption(label)}**"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -392,6 +400,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="delete uploads and rendered images from disk after this long (default 120)",
     )  # fmt: skip
     parser.add_argument(
+        "--mcp", action="store_true", default=None,
+        help="also serve the API as an MCP server at /gradio_api/mcp/ (default: on in a Hugging Face Space, "
+        "else $GRADIO_MCP_SERVER)",
+    )  # fmt: skip
+    parser.add_argument(
         "--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS") or len(os.sched_getaffinity(0))),
         help="torch threads for the one forward pass at a time (default: $OMP_NUM_THREADS, else the usable cores)",
     )  # fmt: skip
@@ -404,11 +417,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("cxr").setLevel(logging.INFO)  # ours only: other libraries' request logs name file paths
+    device = zerogpu.prepare()  # ZeroGPU: the model goes to cuda now, before anything else touches CUDA
     try:  # never fails: see cxr.sources for the order and the log for why
-        served = load_served_model(args.weights, backend=args.backend)
+        served = load_served_model(args.weights, backend=args.backend, **device)
     except (ValueError, RuntimeError) as err:  # the backend asked for cannot serve here: torch always can
         log.warning("%s Serving with torch.", err)
-        served = load_served_model(args.weights, backend="torch")
+        served = load_served_model(args.weights, backend="torch", **device)
     log.info("Weights SHA-256 %s; backend %s.", served.weights_sha256[:12], served.predictor.backend_name)
     demo = build_demo(served, forget_after_s=args.forget_after)
     demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=MODEL_CONCURRENCY)
@@ -416,9 +430,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         server_name=args.host,
         server_port=args.port,
         max_file_size=MAX_FILE_BYTES,
+        mcp_server=args.mcp or (True if gr.utils.get_space() else None),  # None: Gradio reads $GRADIO_MCP_SERVER
         state_session_capacity=SESSIONS_KEPT,
         theme=gr.themes.Default(primary_hue="blue", neutral_hue="slate", font=["system-ui", "sans-serif"]),
         css=CSS,
+        js=page_script(
+            [f"Try example {n}: NIH ChestX-ray14 radiograph {path.stem}" for n, path in enumerate(EXAMPLES, 1)]
+        ),
     )
     return 0
 

@@ -1,13 +1,16 @@
 """Sync what the Hugging Face Space runs (app, library, starter weights, examples, README) to the Space repo.
 
-Used by ``.github/workflows/deploy.yml`` after the tests pass on main. The Space's ``requirements.txt`` is
-written here from pyproject.toml: the library's and the app's dependencies only, with CPU builds of torch and
-torchvision from the PyTorch CPU wheel index (the Space has no GPU; the CUDA build would add ~4 GB).
-``--dry-run`` checks the README's Spaces front matter and that every Space requirement has a wheel for the
-front matter's Python on Linux x86-64, then lists the files and prints the requirements; ``--offline`` skips
-the wheel check (it needs the package indexes).
+Used by ``.github/workflows/deploy.yml`` after the tests pass on main. ``--hardware`` picks the Space's
+profile (see :data:`PROFILES`; default ``$HF_SPACE_HARDWARE``, else ``zero-gpu``, the free one): the README's
+Spaces front matter is written with that profile's ``python_version`` and ``suggested_hardware``, and the
+Space's ``requirements.txt`` from pyproject.toml: the library's and the app's dependencies only, with CPU
+builds of torch and torchvision from the PyTorch CPU wheel index on CPU hardware (the CUDA build would add
+~4 GB) and the default index's CUDA build plus the ``zerogpu`` extra (``spaces``) on ZeroGPU. ``--dry-run``
+checks the written front matter and that every Space requirement has a wheel for the profile's Python on
+Linux x86-64, then lists the files and prints the front matter and the requirements; ``--offline`` skips the
+wheel check (it needs the package indexes).
 
-    python .github/deploy_space.py --space ORG/NAME [--dry-run] [--offline]     # token from HF_TOKEN
+    python .github/deploy_space.py --space ORG/NAME [--hardware zero-gpu|cpu-basic|...] [--dry-run] [--offline]
 """
 
 from __future__ import annotations
@@ -24,9 +27,10 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
-from huggingface_hub import HfApi, SpaceCard
+from huggingface_hub import HfApi, SpaceCard, SpaceHardware
 from huggingface_hub.utils import filter_repo_objects
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
@@ -35,9 +39,13 @@ from packaging.utils import canonicalize_name
 ROOT = Path(__file__).resolve().parents[1]
 # What the Space needs, and nothing else: no training code, tests, benchmarks or CI files. Its
 # requirements.txt is not among them: space_requirements() writes it.
-SPACE_FILES = ["app.py", "README.md", "LICENSE", "cxr/*.py", "cxr/starter/*", "examples/*.png", "examples/*.md"]
+SPACE_FILES = [
+    "app.py", "README.md", "LICENSE", "cxr/*.py", "cxr/starter/*", "examples/*.png", "examples/*.md",
+    "examples/thumbnails/*.jpg",  # the page's example buttons (app.THUMBNAILS)
+]  # fmt: skip
 NEVER = ["**/__pycache__/**", "*.pyc"]
 REQUIREMENTS_FILE = "requirements.txt"
+README_FILE = "README.md"  # one of SPACE_FILES, staged with the profile's front matter
 PYPI = "https://pypi.org/simple"
 CPU_WHEELS = "https://download.pytorch.org/whl/cpu"  # Spaces install requirements.txt with pip, which honours this
 CPU_BUILDS = {"torch", "torchvision"}  # pinned with ==, served as VERSION+cpu from CPU_WHEELS
@@ -52,25 +60,71 @@ class DeployError(RuntimeError):
     """The checkout cannot be deployed as it is; the message says why."""
 
 
+@dataclass(frozen=True)
+class Profile:
+    """How the Space is built for one kind of Spaces hardware.
+
+    Attributes:
+        hardware: the Spaces hardware flavor (a :class:`huggingface_hub.SpaceHardware` value), written as the
+            front matter's ``suggested_hardware`` (a hint for duplicates: the owner still picks it in the settings).
+        python_version: the front matter's ``python_version``.
+        cpu_torch: torch and torchvision as CPU builds from :data:`CPU_WHEELS`; else the default index's CUDA build.
+        extras: the pyproject.toml extras the Space installs besides the library's own dependencies.
+    """
+
+    hardware: str
+    python_version: str
+    cpu_torch: bool
+    extras: tuple[str, ...] = ("app",)
+
+
+ZERO_GPU = "zero-gpu"  # the free hardware; its Spaces flavor id is still "zero-a10g", although it runs H200 slices
+# ZeroGPU (hub-docs spaces-zerogpu.md): Gradio 4+, torch >= 2.8, Python 3.12.12 or 3.10.13 (this project needs
+# 3.11+), GPU functions under @spaces.GPU from the `spaces` package, which the `zerogpu` extra adds.
+PROFILES: dict[str, Profile] = {
+    ZERO_GPU: Profile(SpaceHardware.ZERO_A10G.value, "3.12", cpu_torch=False, extras=("app", "zerogpu")),
+    **{
+        h.value: Profile(h.value, "3.11", cpu_torch=h.value.startswith("cpu-"))
+        for h in SpaceHardware
+        if h is not SpaceHardware.ZERO_A10G
+    },
+}
+
+
 def space_files(root: Path = ROOT) -> list[str]:
     """Paths (relative, POSIX) under ``root`` that the upload copies, with huggingface_hub's own filter."""
     paths = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
     return list(filter_repo_objects(paths, allow_patterns=SPACE_FILES, ignore_patterns=NEVER))
 
 
-def space_requirements(pyproject: dict) -> str:
-    """The Space's requirements.txt: the library's and the ``app`` extra's dependencies, CPU-only torch."""
+def space_requirements(pyproject: dict, profile: Profile) -> str:
+    """The Space's requirements.txt: the library's and the profile's extras' dependencies, torch for its hardware."""
     project = pyproject["project"]
-    lines = [f"--extra-index-url {CPU_WHEELS}"]
-    for line in [*project["dependencies"], *project["optional-dependencies"]["app"]]:
+    extras = [line for extra in profile.extras for line in project["optional-dependencies"][extra]]
+    lines = [f"--extra-index-url {CPU_WHEELS}"] if profile.cpu_torch else []
+    for line in [*project["dependencies"], *extras]:
         requirement = Requirement(line)
-        if canonicalize_name(requirement.name) in CPU_BUILDS:
+        if profile.cpu_torch and canonicalize_name(requirement.name) in CPU_BUILDS:
             pins = [s.version for s in requirement.specifier if s.operator == "=="]
             if len(pins) != 1:
                 raise DeployError(f"pyproject.toml must pin {requirement.name}==VERSION for its CPU build.")
             requirement.specifier = SpecifierSet(f"=={pins[0]}+cpu")
         lines.append(str(requirement))
     return "\n".join(lines) + "\n"
+
+
+def space_readme(readme: str, profile: Profile) -> str:
+    """``readme`` with its Spaces front matter set to the profile's ``python_version`` and ``suggested_hardware``."""
+    card = SpaceCard(readme)
+    card.data.python_version = profile.python_version
+    card.data.suggested_hardware = profile.hardware
+    return str(card)
+
+
+def front_matter(readme: str) -> str:
+    """The YAML front matter block of ``readme``, with its ``---`` lines."""
+    card = SpaceCard(readme)
+    return card.content[: len(card.content) - len(card.text)].rstrip() + "\n"
 
 
 def check_front_matter(readme: str, pyproject: dict) -> None:
@@ -95,8 +149,25 @@ def check_front_matter(readme: str, pyproject: dict) -> None:
         problems.append(f'python_version is {data.python_version!r}, not a quoted version such as "3.11"')
     elif data.python_version not in requires_python:
         problems.append(f"python_version is {data.python_version!r} but the project needs Python {requires_python}")
+    hardware = getattr(data, "suggested_hardware", None)
+    if hardware is not None and hardware not in {h.value for h in SpaceHardware}:
+        problems.append(f"suggested_hardware is {hardware!r}, not a Spaces hardware flavor")
+    if data.models:
+        problems.append("models is written by the deploy, and only for model repos that exist on the Hub")
     if problems:
         raise DeployError("README.md front matter: " + "; ".join(problems) + ".")
+
+
+def model_repo(pyproject: dict) -> str:
+    """The project's model repo on the Hub, from the Model URL of pyproject.toml (``ORG/NAME``)."""
+    return pyproject["project"]["urls"]["Model"].removeprefix("https://huggingface.co/")
+
+
+def with_models(readme: str, models: Sequence[str]) -> str:
+    """The README with its Spaces front matter listing ``models`` (none: no ``models`` key at all)."""
+    card = SpaceCard(readme)
+    card.data.models = list(models) or None
+    return str(card)
 
 
 def check_published(requirements: str, python_version: str, index_url: str = PYPI) -> None:
@@ -154,23 +225,29 @@ def _published_versions(name: str, python_version: str, index_args: Iterable[str
     return listed.group(1).split(", ")
 
 
-def stage(folder: Path, pyproject: dict, root: Path = ROOT) -> list[str]:
-    """Lay out in ``folder`` exactly what the Space gets: its files and its generated requirements.txt."""
+def stage(folder: Path, pyproject: dict, profile: Profile, root: Path = ROOT, models: Sequence[str] = ()) -> list[str]:
+    """Lay out in ``folder`` exactly what the Space gets: its files and its generated requirements.txt, with the
+    README's front matter written for the profile and listing ``models`` (the model repos that exist on the Hub)."""
     files = space_files(root)
     for name in files:
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(root / name, folder / name)
-    (folder / REQUIREMENTS_FILE).write_text(space_requirements(pyproject), encoding="utf-8")
+    readme = folder / README_FILE
+    readme.write_text(with_models(space_readme(readme.read_text(encoding="utf-8"), profile), models), encoding="utf-8")
+    (folder / REQUIREMENTS_FILE).write_text(space_requirements(pyproject, profile), encoding="utf-8")
     return sorted([*files, REQUIREMENTS_FILE])
 
 
-def deploy(space_id: str, token: str, commit: str | None, pyproject: dict) -> str:
-    """Upload the Space's files in one commit, deleting files there that the checkout no longer has."""
+def deploy(space_id: str, token: str, commit: str | None, pyproject: dict, profile: Profile) -> str:
+    """Upload the Space's files in one commit, deleting files there that the checkout no longer has.
+
+    The front matter names the project's model repo only once it exists (``python -m train publish`` creates it).
+    """
+    api = HfApi(token=token)
+    repo = model_repo(pyproject)
     with tempfile.TemporaryDirectory(prefix="cxr-space-") as folder:
-        files = stage(Path(folder), pyproject)
-        info = HfApi(
-            token=token
-        ).upload_folder(
+        files = stage(Path(folder), pyproject, profile, models=[repo] if api.repo_exists(repo) else [])
+        info = api.upload_folder(
             repo_id=space_id,
             repo_type="space",
             folder_path=folder,
@@ -192,24 +269,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--space", default=os.environ.get("HF_SPACE_ID"), help="Space repo id (default $HF_SPACE_ID)")
     parser.add_argument("--dry-run", action="store_true", help="check and list the files; upload nothing")
     parser.add_argument("--offline", action="store_true", help="skip the check of the requirements' wheels")
+    parser.add_argument(
+        "--hardware", choices=list(PROFILES), default=os.environ.get("HF_SPACE_HARDWARE") or ZERO_GPU,
+        help=f"the Space's hardware profile (default $HF_SPACE_HARDWARE, else {ZERO_GPU})",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    profile = PROFILES[args.hardware]
     try:
-        readme, pyproject = _read("README.md"), tomllib.loads(_read("pyproject.toml"))
+        pyproject = tomllib.loads(_read("pyproject.toml"))
+        readme = space_readme(_read(README_FILE), profile)
         check_front_matter(readme, pyproject)
-        requirements = space_requirements(pyproject)
-        python_version = SpaceCard(readme).data.python_version
+        requirements = space_requirements(pyproject, profile)
         if args.offline:
-            print(f"deploy: --offline: wheels for Python {python_version} not checked", file=sys.stderr)
+            print(f"deploy: --offline: wheels for Python {profile.python_version} not checked", file=sys.stderr)
         else:
-            check_published(requirements, python_version)
+            check_published(requirements, profile.python_version)
         if args.dry_run:
             print("\n".join(space_files()))
-            print(f"{REQUIREMENTS_FILE} (written for the Space):\n{requirements}", end="")
+            print(f"{README_FILE} front matter (written for {args.hardware}):\n{front_matter(readme)}", end="")
+            print(f"{REQUIREMENTS_FILE} (written for {args.hardware}):\n{requirements}", end="")
             return 0
         token = os.environ.get("HF_TOKEN")
         if not args.space or not token:
             raise DeployError("set HF_SPACE_ID (or --space) and HF_TOKEN to deploy.")
-        print(deploy(args.space, token, os.environ.get("GITHUB_SHA"), pyproject))
+        print(deploy(args.space, token, os.environ.get("GITHUB_SHA"), pyproject, profile))
     except DeployError as err:
         print(f"deploy: {err}", file=sys.stderr)
         return 1

@@ -17,8 +17,8 @@ from cxr.config import ModelConfig
 from cxr.io import InvalidImageError, load_image
 from cxr.labels import LABEL_SETS
 from cxr.model import CXRNet
-from cxr.predictor import PRECISIONS, Prediction
-from cxr.serving import ServedModel, load_served_model
+from cxr.predictor import EMPTY_MAP_NOTE, PRECISIONS, Prediction
+from cxr.serving import ServedModel, first_heatmap, load_served_model
 from cxr.weights import WeightsError, save_model
 
 DESCRIPTION = """Chest X-ray findings (NIH ChestX-ray14 labels) with a Grad-CAM heatmap per label.
@@ -58,7 +58,8 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument(
         "--cam-labels",
         default="positive",
-        help="overlays to write: 'positive' (default; the top label if none is), 'all', or comma-separated labels",
+        help="overlays to write: 'positive' (default; if none is, the most probable label above chance with a "
+        "non-empty map), 'all', or comma-separated labels",
     )
     predict.add_argument("--opacity", type=float, default=0.5, help="heatmap opacity in [0, 1] (default 0.5)")
     predict.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
@@ -72,6 +73,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     predict.add_argument("--channels-last", action="store_true", help="channels-last memory layout (--backend torch)")
     predict.set_defaults(run=_predict)
+
+    _add_score_parser(commands)
 
     info = commands.add_parser("info", help="print the weights' config.json and where they come from")
     _add_weights_arguments(info)
@@ -88,6 +91,90 @@ def _parser() -> argparse.ArgumentParser:
     dev.add_argument("--seed", type=int, default=0)
     dev.set_defaults(run=_make_untrained)
     return parser
+
+
+def _add_score_parser(commands: argparse._SubParsersAction) -> None:
+    score = commands.add_parser(
+        "score",
+        help="score many images into one Parquet file (resumable; one machine or a Ray cluster)",
+        description="Score image files, folders, globs or CSV/Parquet manifests into one Parquet file, one row per "
+        "image (bad files get an error row). Re-running with the same --out skips images already scored with the "
+        "same weights and adds the rest.",
+    )
+    score.add_argument(
+        "inputs", nargs="+", metavar="INPUT", help="image files, folders, globs, or .csv/.parquet manifests"
+    )
+    score.add_argument("--out", type=Path, required=True, help="the Parquet file to write (or resume)")
+    score.add_argument("--path-column", default="path", help="manifests' column of image paths (default 'path')")
+    _add_weights_arguments(score)
+    score.add_argument("--batch-size", type=int, default=16, help="images per forward pass and per part (default 16)")
+    score.add_argument(
+        "--workers", type=int, default=1, help="decoding processes (local engine) or model actors (Ray); default 1"
+    )
+    score.add_argument(
+        "--precision",
+        choices=("auto", *PRECISIONS),
+        default="auto",
+        help="auto (default): bf16 + channels-last on a GPU, fp32 on the CPU (the answers of `predict`)",
+    )
+    score.add_argument("--channels-last", action="store_true", help="channels-last memory layout")
+    score.add_argument("--cams", type=Path, metavar="DIR", help="write every image's maps here (.npz per image)")
+    score.add_argument("--cam-labels", help="comma-separated labels: write their overlay PNGs instead of .npz maps")
+    score.add_argument("--engine", choices=("local", "ray"), default="local", help="local (default) or ray")
+    score.add_argument("--ray-address", help="Ray cluster address (default: $RAY_ADDRESS, else a local cluster)")
+    score.add_argument("--num-gpus-per-worker", type=float, default=0.0, help="GPUs per Ray actor (default 0)")
+    score.add_argument("--no-progress", action="store_true", help="no progress bar")
+    score.set_defaults(run=_score)
+
+
+def _score(args: argparse.Namespace) -> int:
+    from cxr.scoring.inputs import ManifestError, expand_inputs
+    from cxr.scoring.run import RayOptions, score
+    from cxr.scoring.store import StoreError
+    from cxr.scoring.work import CamWriter
+
+    on_gpu = torch.cuda.is_available() and (args.engine == "local" or args.num_gpus_per_worker > 0)
+    precision = args.precision if args.precision != "auto" else ("bf16" if on_gpu else "fp32")
+    channels_last = args.channels_last or (args.precision == "auto" and on_gpu)
+    served = _load(args, precision=precision, channels_last=channels_last)
+    try:
+        items = expand_inputs(args.inputs, args.path_column)
+    except ManifestError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    cams = None
+    if args.cams:
+        labels = [label.strip() for label in (args.cam_labels or "").split(",") if label.strip()]
+        unknown = [label for label in labels if label not in served.config.labels]
+        if unknown:
+            print(f"error: unknown label(s) {', '.join(unknown)}", file=sys.stderr)
+            return 2
+        cams = CamWriter(args.cams, labels)
+    ray_options = RayOptions(args.ray_address, args.workers, args.num_gpus_per_worker, args.weights, args.revision)
+    try:
+        summary = score(
+            items,
+            args.out,
+            served,
+            engine=args.engine,
+            batch_size=args.batch_size,
+            workers=args.workers,
+            cams=cams,
+            ray=ray_options,
+            progress=not args.no_progress,
+        )
+    except StoreError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # the parts written so far are whole files: the next run resumes from them
+        print(f"interrupted: re-run the same command to resume into {args.out}", file=sys.stderr)
+        return 130
+    print(
+        f"{summary.out}: {summary.total_rows} rows; this run added {summary.added} ({summary.errors} unreadable), "
+        f"skipped {summary.skipped} already scored, {summary.images_per_second:.2f} images/s",
+        file=sys.stderr,
+    )
+    return 1 if summary.errors else 0
 
 
 def _add_weights_arguments(parser: argparse.ArgumentParser) -> None:
@@ -139,7 +226,11 @@ def _predict(args: argparse.Namespace) -> int:
                     path = args.cam_dir / f"{stem}_{label}.png"
                     Image.fromarray(prediction.overlay(label, opacity=args.opacity)).save(path)
                     overlays[label] = str(path)
-            row = {"image": name, **prediction.to_dict(), "overlays": overlays}
+            # A blank overlay is an answer, not a failure: say which ones are, and why they are blank.
+            empty = [label for label in overlays if label in prediction.empty_maps]
+            for label in empty:
+                print(f"{name}: the {label} overlay is empty: {EMPTY_MAP_NOTE} ({overlays[label]})", file=sys.stderr)
+            row = {"image": name, **prediction.to_dict(), "overlays": overlays, "empty_overlays": empty}
             print(json.dumps({**row, "model": served.summary()}), flush=True)
     return 1 if failures else 0
 
@@ -151,7 +242,7 @@ def _cam_label_choice(spec: str, labels: tuple[str, ...]):
     if spec == "positive":
 
         def positive_or_top(prediction: Prediction) -> list[str]:
-            return prediction.positive or [labels[int(prediction.probabilities.argmax())]]
+            return prediction.positive or [first_heatmap(prediction)[0]]
 
         return positive_or_top
     chosen = [label.strip() for label in spec.split(",") if label.strip()]

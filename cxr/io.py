@@ -68,7 +68,7 @@ def load_image(source: ImageSource, name: str | None = None) -> np.ndarray:
         return _checked(_pil_to_unit(source))
     if isinstance(source, (str, os.PathLike)):
         name = name or os.fspath(source)
-        data = _read_path(Path(source))
+        data = read_image_file(Path(source))
     elif isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
     elif hasattr(source, "read"):
@@ -90,7 +90,8 @@ def decode_bytes(data: bytes, name: str | None = None) -> np.ndarray:
     return _decode_pil(data)
 
 
-def _read_path(path: Path) -> bytes:
+def read_image_file(path: Path) -> bytes:
+    """The bytes of an image file, or :class:`InvalidImageError` (missing, a folder, too large, unreadable)."""
     try:
         if not path.is_file():
             raise InvalidImageError("No such image file." if not path.exists() else "That is a folder, not an image.")

@@ -1,4 +1,4 @@
-"""Render a heatmap over a radiograph as an RGB image, with the label's probability written on it."""
+"""Render a heatmap over a radiograph as an RGB image, with the label's probability written below it."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ import cv2
 import matplotlib
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+
+# Overlays of smaller images are drawn at least this large (long side), so the caption below fits and reads.
+MIN_SIDE = 512
 
 
 @lru_cache(maxsize=8)
@@ -30,7 +33,8 @@ def render_overlay(
 ) -> np.ndarray:
     """Blend a [0, 1] heatmap over a [0, 1] grayscale image of the same (H, W) -> uint8 (H, W, 3).
 
-    Each pixel's colour weight is ``opacity * heat``, so cold regions show the plain radiograph
+    An image whose long side is under :data:`MIN_SIDE` is drawn enlarged to it (bilinear). Each pixel's
+    colour weight is ``opacity * heat``, so cold regions show the plain radiograph
     instead of a blue wash, and the anatomy under a hot spot stays visible. Computed in uint8 with
     OpenCV's lookup tables and saturating arithmetic: a 1024 x 1024 overlay takes ~3 ms instead of
     ~18 ms in float numpy.
@@ -39,13 +43,14 @@ def render_overlay(
         raise ValueError(f"image {image.shape} and heatmap {heatmap.shape} differ in size.")
     if not 0.0 <= opacity <= 1.0:
         raise ValueError(f"opacity must be in [0, 1], got {opacity}.")
+    image, heatmap = (at_least(a, MIN_SIDE) for a in (image, heatmap))
     level = _to_uint8(heatmap)
     color = cv2.applyColorMap(level, colormap_lut(colormap))
     weight = cv2.LUT(level, np.rint(opacity * np.arange(256)).astype(np.uint8))  # opacity * heat, in 1/255
     weight = cv2.merge([weight] * 3)
     gray = cv2.merge([_to_uint8(image)] * 3)
     rgb = cv2.add(cv2.multiply(gray, 255 - weight, scale=1 / 255), cv2.multiply(color, weight, scale=1 / 255))
-    return draw_caption(rgb, caption) if caption else rgb
+    return add_caption(rgb, caption) if caption else rgb
 
 
 def _to_uint8(values: np.ndarray) -> np.ndarray:
@@ -53,19 +58,38 @@ def _to_uint8(values: np.ndarray) -> np.ndarray:
     return cv2.convertScaleAbs(np.asarray(values, dtype=np.float32), alpha=255.0)
 
 
-def draw_caption(rgb: np.ndarray, text: str) -> np.ndarray:
-    """Write ``text`` on a dark band in the top-left corner (in place), sized to the image."""
-    height, width = rgb.shape[:2]
-    font = ImageFont.load_default(size=max(12, height // 28))
-    margin = max(4, height // 100)
-    left, top, right, bottom = ImageDraw.Draw(Image.new("L", (1, 1))).textbbox(
-        (2 * margin, 2 * margin), text, font=font
-    )
-    box = (max(0, left - margin), max(0, top - margin), min(width, right + margin), min(height, bottom + margin))
-    # Draw on the band only: converting the whole image to PIL and back costs more than the text.
-    band = Image.fromarray(rgb[box[1] : box[3], box[0] : box[2]])
-    draw = ImageDraw.Draw(band, "RGBA")
-    draw.rectangle((0, 0, band.width, band.height), fill=(0, 0, 0, 170))
-    draw.text((2 * margin - box[0], 2 * margin - box[1]), text, font=font, fill=(255, 255, 255, 255))
-    rgb[box[1] : box[3], box[0] : box[2]] = np.asarray(band)
-    return rgb
+def at_least(values: np.ndarray, side: int) -> np.ndarray:
+    """A (H, W) array enlarged (bilinear) so that its long side is at least ``side``; larger ones as they are."""
+    scale = side / max(values.shape)
+    if scale <= 1:
+        return values
+    height, width = (max(1, round(n * scale)) for n in values.shape)
+    return cv2.resize(np.asarray(values, dtype=np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
+
+
+def add_caption(rgb: np.ndarray, text: str) -> np.ndarray:
+    """``rgb`` with ``text`` on a dark band below it (a new array), wrapped to the width and sized to it.
+
+    Below the picture, the caption covers no anatomy and no button a viewer puts over the image's corners.
+    """
+    width = rgb.shape[1]
+    font = ImageFont.load_default(size=max(12, width // 30))
+    margin = max(4, width // 60)
+    lines = _wrap(text, font, width - 2 * margin)
+    line_height = round(1.25 * font.size)
+    band = Image.new("RGB", (width, len(lines) * line_height + 2 * margin), (0, 0, 0))
+    draw = ImageDraw.Draw(band)
+    for n, line in enumerate(lines):
+        draw.text((margin, margin + n * line_height), line, font=font, fill=(255, 255, 255))
+    return np.concatenate([rgb, np.asarray(band)], axis=0)
+
+
+def _wrap(text: str, font: ImageFont.FreeTypeFont, width: int) -> list[str]:
+    """Greedy word wrap to ``width`` pixels (a word longer than a line gets a line of its own)."""
+    lines: list[str] = []
+    for word in text.split():
+        if lines and font.getlength(f"{lines[-1]} {word}") <= width:
+            lines[-1] = f"{lines[-1]} {word}"
+        else:
+            lines.append(word)
+    return lines or [""]

@@ -44,6 +44,9 @@ PROBE_MIN_PSNR = 35.0
 
 log = logging.getLogger(__name__)
 
+# Said wherever an all-zero map is shown: a blank heatmap is an answer (ReLU of a map that is negative everywhere).
+EMPTY_MAP_NOTE = "Grad-CAM finds no region that raises this finding's score"
+
 
 def check_precision(precision: str) -> str:
     """Return ``precision`` if it is one of :data:`PRECISIONS`, else raise ValueError."""
@@ -140,10 +143,21 @@ class Prediction:
         return upsample_map(self.maps[self.index(label)], Letterbox(*self.image.shape))
 
     def caption(self, label: str) -> str:
-        """``"Pleural thickening: 73.2% (threshold 41.0%, positive)"`` — shown with every map of the label."""
+        """``"Pleural thickening: 73.2% (threshold 41.0%, positive)"`` — shown with every map of the label.
+
+        An at-chance label says so instead of a verdict, and an empty map says why the heatmap is blank.
+        """
         i = self.index(label)
-        verdict = "positive" if label in self.positive else "below threshold"
-        return f"{display_name(label)}: {self.probabilities[i]:.1%} (threshold {self.thresholds[i]:.1%}, {verdict})"
+        if label in self.positive:
+            verdict = ", positive"
+        elif not self.input_check.accepted:
+            verdict = "; not called: the input check refused this image"
+        elif self.reliability.get(label) == AT_CHANCE:
+            verdict = "; at chance on the test set, so never called positive"
+        else:
+            verdict = ", below threshold"
+        text = f"{display_name(label)}: {self.probabilities[i]:.1%} (threshold {self.thresholds[i]:.1%}{verdict})"
+        return f"{text}. {EMPTY_MAP_NOTE}." if label in self.empty_maps else text
 
     def overlay(self, label: str, opacity: float = 0.5, colormap: str = "jet") -> np.ndarray:
         """uint8 (H, W, 3) rendering of ``label``'s heatmap over the image, captioned with its probability."""

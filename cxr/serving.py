@@ -18,8 +18,10 @@ from typing import Any
 from huggingface_hub import RepoCard
 
 from cxr.config import ModelConfig
+from cxr.labels import display_name
 from cxr.predictor import Prediction, Predictor
 from cxr.provenance import headline_evaluation, interval_text, trained_on, warning
+from cxr.reliability import NOT_EVALUATED, Evidence, label_evidence, reliability_sentence
 from cxr.sources import WeightsChoice, load_in_order
 from cxr.weights import WEIGHTS_FILE, sha256_of, state_sha256
 
@@ -112,14 +114,25 @@ def weights_banner(served: ServedModel) -> tuple[str, bool] | None:
 # --- API answers ---------------------------------------------------------------------------------
 
 
-def top_label(prediction: Prediction) -> str:
-    """The most probable label: the map shown first."""
-    return prediction.labels[int(prediction.probabilities.argmax())]
+def first_heatmap(prediction: Prediction) -> tuple[str, str | None]:
+    """The label whose heatmap is shown first, and why it breaks the rule (None when it keeps it).
+
+    The rule: the most probable label that is not at chance and whose Grad-CAM map is not empty. When no
+    label is both, the most probable label is shown and the reason says why no label qualifies.
+    """
+    excluded = {*prediction.at_chance, *prediction.empty_maps}
+    ranked = sorted(prediction.labels, key=lambda label: -prediction.probability_by_label[label])
+    chosen = next((label for label in ranked if label not in excluded), None)
+    if chosen is not None:
+        return chosen, None
+    if len(prediction.at_chance) == len(prediction.labels):
+        return ranked[0], "every finding is at chance on the test set of these weights"
+    return ranked[0], "every finding the model can tell from chance has an empty Grad-CAM map on this image"
 
 
 def prediction_record(prediction: Prediction, served: ServedModel) -> dict[str, Any]:
     """JSON answer of ``/predict``: the answer record (:meth:`Prediction.to_dict`), the map shown, the weights."""
-    return {**prediction.to_dict(), "overlay_label": top_label(prediction), "model": served.summary()}
+    return {**prediction.to_dict(), "overlay_label": first_heatmap(prediction)[0], "model": served.summary()}
 
 
 def cam_record(prediction: Prediction, label: str, served: ServedModel) -> dict[str, Any]:
@@ -178,7 +191,7 @@ def about_markdown(served: ServedModel) -> str:
     evaluation = config.metadata.get("evaluation")
     if isinstance(evaluation, dict) and evaluation:
         parts.append(_evaluation_headline(evaluation))
-    parts.append(_label_table(config, evaluation if isinstance(evaluation, dict) else {}))
+    parts.append(_label_table(config))
     return "\n\n".join(parts)
 
 
@@ -207,16 +220,27 @@ def _facts_list(title: str, facts: dict[str, Any]) -> str:
     return f"**{title}:**\n\n" + "\n".join(rows) if rows else ""
 
 
-def _label_table(config: ModelConfig, evaluation: dict[str, Any]) -> str:
-    auroc = evaluation.get("per_label_auroc")
-    auroc = auroc if isinstance(auroc, dict) else {}
-    header = "| Label | Threshold |" + (" AUROC |" if auroc else "")
-    rule = "| --- | ---: |" + (" ---: |" if auroc else "")
+def _label_table(config: ModelConfig) -> str:
+    """Each label's threshold and, from a test evaluation, its AUROC with 95% CI and whether it is above chance,
+    after the sentence the page and the model card also say about the labels at chance."""
+    evidence = label_evidence(config)
+    evaluated = any(e.verdict != NOT_EVALUATED for e in evidence.values())
+    header = "| Label | Threshold |" + (" Test AUROC (95% CI) | Reliability |" if evaluated else "")
+    rule = "| --- | ---: |" + (" ---: | --- |" if evaluated else "")
     rows = [
-        f"| {label} | {threshold:.3f} |" + (f" {_format(auroc.get(label, '–'))} |" if auroc else "")
+        f"| {display_name(label)} | {threshold:.3f} |"
+        + (f" {_auroc_cell(evidence[label])} | {evidence[label].verdict} |" if evaluated else "")
         for label, threshold in zip(config.labels, config.thresholds, strict=True)
     ]
-    return "\n".join([header, rule, *rows])
+    table = "\n".join([header, rule, *rows])
+    if not evaluated:
+        return table
+    return reliability_sentence({label: e.verdict for label, e in evidence.items()}) + "\n\n" + table
+
+
+def _auroc_cell(evidence: Evidence) -> str:
+    auroc = f"{evidence.auroc:.3f}" if evidence.auroc is not None else "–"
+    return auroc + (f" ({evidence.interval[0]:.3f}–{evidence.interval[1]:.3f})" if evidence.interval else "")
 
 
 def _pretty(key: str) -> str:

@@ -56,3 +56,28 @@ def make_model(config: ModelConfig = TINY_CONFIG, seed: int = 0) -> CXRNet:
 def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A weights folder of a random resnet18 CXRNet at 256 px (untrained)."""
     return save_model(make_model(), tmp_path_factory.mktemp("weights") / "tiny")
+
+
+# A test evaluation for the tiny model: Cardiomegaly (its second most probable label on the examples) is at
+# chance, every other label above it. Numbers invented for the tests, recorded as evaluate records them.
+GRADED_AT_CHANCE = ("Cardiomegaly",)
+GRADED_EVALUATION = {
+    "split": "test",
+    "dataset": "NIH ChestX-ray14",
+    "n_images": 106,
+    "per_label_auroc": {label: 0.48 if label in GRADED_AT_CHANCE else 0.75 for label in TINY_CONFIG.labels},
+    "per_label_auroc_ci": {
+        label: [0.3, 0.66] if label in GRADED_AT_CHANCE else [0.6, 0.9] for label in TINY_CONFIG.labels
+    },
+}
+GRADED_TOP = "Nodule"  # made the most probable label; its Grad-CAM map is empty on every example image
+
+
+@pytest.fixture(scope="session")
+def graded_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model with a test evaluation (Cardiomegaly at chance) whose most probable label, Nodule, has an
+    all-zero Grad-CAM map: its bias is raised, and a map does not see the bias."""
+    model = make_model(TINY_CONFIG.replace(metadata={"evaluation": GRADED_EVALUATION}))
+    with torch.no_grad():
+        model.fc.bias[TINY_CONFIG.labels.index(GRADED_TOP)] += 2.0
+    return save_model(model, tmp_path_factory.mktemp("weights") / "graded")

@@ -20,6 +20,7 @@ from PIL import Image
 from cxr.io import MAX_FILE_BYTES, InvalidImageError, load_image
 from cxr.labels import CHESTXRAY14_LABELS
 from cxr.predictor import Predictor
+from cxr.serving import first_heatmap
 from cxr.sources import DEFAULT_MODEL_REPO, DEFAULT_MODEL_REVISION, STARTER_DIR
 from cxr.weights import save_model, sha256_of
 from tests.bad_inputs import PATIENT_IDENTIFIERS, build_corpus, identified_dicom
@@ -63,14 +64,15 @@ def test_the_readme_client_example_runs_against_the_app(app: LiveApp, predictor,
     result = subprocess.run([sys.executable, str(script)], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     expected = predictor.predict(ROOT / "examples" / "00000001_000.png")
-    positive, probability_and_threshold, overlay, caption, sha256 = result.stdout.splitlines()[-5:]
+    positive, probability_and_threshold, overlay, chance_and_empty, caption, sha256 = result.stdout.splitlines()[-6:]
     assert positive == str(expected.positive)
     probability, threshold = map(float, probability_and_threshold.split())
     assert abs(probability - expected.probability_by_label["Cardiomegaly"]) < 1e-5 and threshold == 0.5
     overlay_label, overlay_path = overlay.split(" ", 1)
-    assert overlay_label == expected.labels[int(expected.probabilities.argmax())]
-    with Image.open(overlay_path) as jpeg:
-        assert jpeg.format == "JPEG" and jpeg.size == (1024, 1024)
+    assert overlay_label == first_heatmap(expected)[0]
+    with Image.open(overlay_path) as jpeg:  # the radiograph, with the caption on a band below it
+        assert jpeg.format == "JPEG" and jpeg.size[0] == 1024 and 1024 < jpeg.size[1] < 1200
+    assert chance_and_empty == f"{expected.at_chance} {list(expected.empty_maps)}"
     assert caption == expected.caption("Effusion")
     assert sha256 == sha256_of(tiny_weights / "model.safetensors")
 
@@ -87,10 +89,12 @@ def test_predict_equals_the_library_predictor_on_real_nih_images(client: Client,
     np.testing.assert_allclose(got, expected.probabilities, atol=1e-5, rtol=0)
     assert answer["thresholds"] == dict(zip(CHESTXRAY14_LABELS, expected.thresholds.tolist(), strict=True))
     assert answer["positive"] == expected.positive
-    top = CHESTXRAY14_LABELS[int(expected.probabilities.argmax())]
+    top, _ = first_heatmap(expected)
     assert answer["overlay_label"] == top
+    assert answer["empty_maps"] == list(expected.empty_maps) and answer["at_chance"] == expected.at_chance
     assert_same_picture(_rgb(overlay_path), expected.overlay(top, opacity=0.5))
-    assert _rgb(overlay_path).shape == (*load_image(image).shape, 3)
+    height, width = load_image(image).shape
+    assert _rgb(overlay_path).shape[1:] == (width, 3) and _rgb(overlay_path).shape[0] > height  # caption below
 
 
 def test_cam_endpoint_draws_the_chosen_label_with_its_probability(client: Client, predictor) -> None:
@@ -106,7 +110,8 @@ def test_cam_endpoint_draws_the_chosen_label_with_its_probability(client: Client
         assert answer["positive"] == (label in expected.positive)
         overlays[label] = _rgb(overlay_path)
         assert_same_picture(overlays[label], expected.overlay(label, opacity=0.7))
-    changed = np.abs(overlays["Effusion"].astype(int) - overlays["Cardiomegaly"].astype(int)).max(axis=2) > 10
+    effusion, cardiomegaly = (overlays[label][:1024].astype(int) for label in ("Effusion", "Cardiomegaly"))
+    changed = np.abs(effusion - cardiomegaly).max(axis=2) > 10  # in the pictures, above their captions
     assert changed.mean() > 0.05  # two labels' maps differ across much of the image
     with pytest.raises(AppError, match="Fracture is not in the list of choices"):
         client.predict(handle_file(str(image)), "Fracture", 0.5, api_name="/cam")

@@ -13,13 +13,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cxr.labels import CHESTXRAY14_LABELS, display_name
-from cxr.predictor import Prediction, Predictor
+from cxr.labels import display_name
+from cxr.overlay import MIN_SIDE
+from cxr.predictor import EMPTY_MAP_NOTE, Prediction, Predictor
+from cxr.serving import first_heatmap
 from tests.bad_inputs import PATIENT_IDENTIFIERS, identified_dicom
-from tests.conftest import NIH_EXAMPLES
+from tests.conftest import GRADED_AT_CHANCE, GRADED_TOP, NIH_EXAMPLES
 from tests.live_server import LiveApp, assert_same_picture, running_app
 
 playwright = pytest.importorskip("playwright.sync_api")
+axe_playwright = pytest.importorskip("axe_playwright_python.sync_playwright")
 
 pytestmark = pytest.mark.browser
 
@@ -33,13 +36,19 @@ TIMEOUT_MS = 60_000
 DESKTOP = {"width": 1366, "height": 900}
 PHONE = {"width": 390, "height": 844}
 ROW = re.compile(r"^(?P<name>.+?)(?P<mark> ▲)? (?P<percent>\d+\.\d)%$")  # a findings row: "Pleural thickening ▲ 50.3%"
+# An at-chance row: "Cardiomegaly 51.7% · AUROC 0.48, 95% CI 0.30–0.66" (never marked).
+AT_CHANCE_ROW = re.compile(
+    r"^(?P<name>.+?) (?P<percent>\d+\.\d)% · AUROC (?P<auroc>[\d.]+), 95% CI (?P<ci>[\d.]+–[\d.]+)$"
+)
+ALL_ROWS = "() => document.querySelectorAll('#findings meter, #at-chance meter').length === 14"
 FORGET_AFTER_S = 8  # short, so the cache cleanup has run before the example is clicked
 
 
 @pytest.fixture(scope="module")
-def app(tiny_weights: Path, tmp_path_factory: pytest.TempPathFactory):
+def app(graded_weights: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The Space on the tiny model with a test evaluation (Cardiomegaly at chance; Nodule top with an empty map)."""
     args = ("--forget-after", str(FORGET_AFTER_S))
-    with running_app(tiny_weights, tmp_path_factory.mktemp("browser-app"), *args) as live:
+    with running_app(graded_weights, tmp_path_factory.mktemp("browser-app"), *args) as live:
         yield live
 
 
@@ -77,32 +86,40 @@ def phone(browser, app: LiveApp):
 
 
 @pytest.fixture(scope="module")
-def predictor(tiny_weights: Path) -> Predictor:
-    return Predictor.from_pretrained(tiny_weights, device="cpu")
+def predictor(graded_weights: Path) -> Predictor:
+    return Predictor.from_pretrained(graded_weights, device="cpu")
 
 
-def _confidences(page) -> dict[str, float]:
-    """The gr.Label's rows: {shown name: probability}, read from each row's <meter value>."""
-    meters = page.locator("#findings meter")
+def _confidences(page, where: str = "#findings") -> dict[str, float]:
+    """A gr.Label's rows: {shown name: probability}, read from each row's <meter value>."""
+    meters = page.locator(f"{where} meter")
     return {m.get_attribute("aria-label"): float(m.get_attribute("value")) for m in meters.all()}
 
 
-def _assert_rows_match(shown: dict[str, float], expected: Prediction) -> None:
-    """Each row is "<display name>[ ▲] <percent with one decimal>%", in descending order, with the exact probability."""
+def _assert_rows_match(page, expected: Prediction) -> None:
+    """Findings rows are "<display name>[ ▲] <percent with one decimal>%", at-chance rows (in their own list)
+    "<display name> <percent>% · AUROC a, 95% CI l–h" and never marked; each list in descending order, with the
+    exact probabilities."""
     names = {display_name(label): label for label in expected.labels}
-    assert len(shown) == len(names)
-    for row, probability in shown.items():
-        parts = ROW.match(row)
-        assert parts, row
-        label = names[parts["name"]]  # a display name: "Pleural thickening", never "Pleural_Thickening"
-        assert probability == pytest.approx(expected.probability_by_label[label], abs=1e-6)
-        assert parts["percent"] == f"{100 * probability:.1f}"
-        assert bool(parts["mark"]) == (label in expected.positive)
-    assert list(shown.values()) == sorted(shown.values(), reverse=True)
+    lists = {"#findings": ROW, "#at-chance": AT_CHANCE_ROW}
+    seen = []
+    for where, pattern in lists.items():
+        shown = _confidences(page, where)
+        for row, probability in shown.items():
+            parts = pattern.match(row)
+            assert parts, row
+            label = names[parts["name"]]  # a display name: "Pleural thickening", never "Pleural_Thickening"
+            assert probability == pytest.approx(expected.probability_by_label[label], abs=1e-6)
+            assert parts["percent"] == f"{100 * probability:.1f}"
+            assert (where == "#at-chance") == (label in expected.at_chance)
+            assert bool(parts.groupdict().get("mark")) == (label in expected.positive)
+            seen.append(label)
+        assert list(shown.values()) == sorted(shown.values(), reverse=True)
+    assert sorted(seen) == sorted(expected.labels)
 
 
 def _wait_for_results(page) -> None:
-    page.wait_for_function("() => document.querySelectorAll('#findings meter').length === 14")
+    page.wait_for_function(ALL_ROWS)
     page.locator("#overlay img").wait_for()
     page.locator("#original img").wait_for()
     page.wait_for_function("() => document.querySelector('#overlay img').complete")
@@ -178,19 +195,19 @@ def test_upload_shows_14_findings_and_switching_label_redraws_the_heatmap(page, 
 
     _upload(page, image)
     _wait_for_results(page)
-    _assert_rows_match(_confidences(page), expected)
+    _assert_rows_match(page, expected)
 
-    top = CHESTXRAY14_LABELS[int(expected.probabilities.argmax())]
+    top, _ = first_heatmap(expected)
     src, first = _overlay(page)
-    assert first.shape == (1024, 1024, 3)
+    assert first.shape[1:] == (1024, 3) and first.shape[0] > 1024  # the caption on a band below
     assert_same_picture(first, expected.overlay(top))
     caption = page.locator("#caption").inner_text()
-    assert f"{display_name(top)}: {expected.probabilities[CHESTXRAY14_LABELS.index(top)]:.1%}" in caption
+    assert f"{display_name(top)}: {expected.probability_by_label[top]:.1%}" in caption
 
-    other = next(label for label in ("Edema", "Hernia") if label != top)
+    other = next(label for label in ("Hernia", "Effusion") if label != top)
     _choose_label(page, other)
     _, second = _overlay(page, previous_src=src)
-    changed = np.abs(second.astype(int) - first.astype(int)).max(axis=2) > 10
+    changed = np.abs(second[:1024].astype(int) - first[:1024].astype(int)).max(axis=2) > 10  # the pictures
     assert changed.mean() > 0.05
     assert_same_picture(second, expected.overlay(other))
     page.wait_for_function(f"() => document.querySelector('#caption').innerText.includes('{other}:')")
@@ -203,7 +220,7 @@ def test_desktop_shows_results_beside_the_upload_and_a_clicked_finding_gets_its_
     expected = predictor.predict(image)
     _upload(page, image)
     _wait_for_results(page)
-    _assert_rows_match(_confidences(page), expected)
+    _assert_rows_match(page, expected)
     assert _horizontal_overflow(page) <= 0
     for selector in ("#upload", "#original img", "#overlay img", "#caption", "#findings button", "#untrained-banner"):
         assert _within_first_screen(page, selector), selector
@@ -215,13 +232,16 @@ def test_desktop_shows_results_beside_the_upload_and_a_clicked_finding_gets_its_
     assert "_" not in page.locator("#findings").inner_text() + page.locator("#caption").inner_text()
 
     src, before = _overlay(page)
-    ranked = sorted(expected.labels, key=lambda label: -expected.probability_by_label[label])
+    ranked = sorted(
+        (label for label in expected.labels if label not in expected.at_chance),
+        key=lambda label: -expected.probability_by_label[label],
+    )
     chosen = ranked[3]  # a row further down the list than the map shown first
     row = page.locator("#findings button").nth(3)
     assert row.inner_text().startswith(display_name(chosen))
     row.click()
     _, after = _overlay(page, previous_src=src)
-    assert (np.abs(after.astype(int) - before.astype(int)).max(axis=2) > 10).mean() > 0.05
+    assert (np.abs(after[:1024].astype(int) - before[:1024].astype(int)).max(axis=2) > 10).mean() > 0.05
     assert_same_picture(after, expected.overlay(chosen))
     page.wait_for_function(
         f"() => document.querySelector('#caption').innerText.includes({display_name(chosen) + ':'!r})"
@@ -264,12 +284,12 @@ def test_example_thumbnail_click_runs_the_model_after_the_cache_cleanup(page, ap
     assert 0 < thumbnail.evaluate("img => img.naturalWidth") <= 160  # a thumbnail, not the 1024 px file
     thumbnail.click()
     _wait_for_results(page)
-    _assert_rows_match(_confidences(page), predictor.predict(example))
+    _assert_rows_match(page, predictor.predict(example))
 
 
 def test_bad_file_shows_a_readable_error_and_the_page_keeps_working(page, tmp_path) -> None:
     _upload(page, NIH_EXAMPLES[1])
-    page.wait_for_function("() => document.querySelectorAll('#findings meter').length === 14")
+    page.wait_for_function(ALL_ROWS)
     bad = tmp_path / "notes.png"
     bad.write_text("this is not an image\n" * 20)
     _clear_upload(page)
@@ -277,20 +297,20 @@ def test_bad_file_shows_a_readable_error_and_the_page_keeps_working(page, tmp_pa
     message = "The file is not a recognised image: upload a PNG, JPEG or DICOM (.dcm) chest X-ray."
     page.wait_for_function(f"() => document.querySelector('#caption').innerText.includes({message!r})")
     # The previous image's results are gone, so they cannot be mistaken for this file's.
-    assert page.locator("#findings meter").count() == 0 and page.locator("#overlay img").count() == 0
+    assert page.locator("#findings meter, #at-chance meter").count() == 0 and page.locator("#overlay img").count() == 0
     toast = page.locator(".toast-body.error")  # an error toast, not a warning, that says what happened
     toast.wait_for()
     assert f"Cannot read this file: {message}" in toast.inner_text()
     _clear_upload(page)
     _upload(page, NIH_EXAMPLES[3])
-    page.wait_for_function("() => document.querySelectorAll('#findings meter').length === 14")
+    page.wait_for_function(ALL_ROWS)
 
 
 def test_dicom_identifiers_never_reach_the_page(page, tmp_path) -> None:
     dicom = tmp_path / "study.dcm"
     dicom.write_bytes(identified_dicom())
     _upload(page, dicom)
-    page.wait_for_function("() => document.querySelectorAll('#findings meter').length === 14")
+    page.wait_for_function(ALL_ROWS)
     _overlay(page)
     page.get_by_text("API answer for this image").click()  # open the JSON panel too
     page.locator("#api-json").wait_for()
@@ -298,3 +318,149 @@ def test_dicom_identifiers_never_reach_the_page(page, tmp_path) -> None:
     for value in PATIENT_IDENTIFIERS.values():
         assert value not in text and value not in html
         assert value.replace("^", " ") not in text
+
+
+SCREENS = {"desktop": DESKTOP, "phone": PHONE}
+
+
+def _serious_axe_violations(page) -> list[str]:
+    """axe-core's critical and serious violations on the page as it is now, Gradio's own markup included."""
+    results = axe_playwright.Axe().run(page)
+    return [
+        f"{v['id']} ({v['impact']}): {[node['target'] for node in v['nodes']]}"
+        for v in results.response["violations"]
+        if v["impact"] in ("critical", "serious")
+    ]
+
+
+@pytest.mark.parametrize("screen", sorted(SCREENS))
+def test_axe_finds_no_critical_or_serious_violation_before_and_after_a_prediction(browser, app, screen) -> None:
+    context, page = _open(browser, app, SCREENS[screen])
+    try:
+        page.wait_for_function("() => document.querySelectorAll('#examples button[aria-label]').length === 4")
+        assert _serious_axe_violations(page) == []
+        _upload(page, NIH_EXAMPLES[0])
+        _wait_for_results(page)
+        page.wait_for_function("() => document.querySelector('#overlay img').complete")
+        assert _serious_axe_violations(page) == []
+    finally:
+        context.close()
+
+
+def test_images_and_thumbnails_have_names_that_say_what_they_show(page, predictor) -> None:
+    names = page.locator("#examples button.gallery-item")
+    page.wait_for_function("() => document.querySelectorAll('#examples button[aria-label]').length === 4")
+    assert [b.get_attribute("aria-label") for b in names.all()] == [
+        f"Try example {n}: NIH ChestX-ray14 radiograph {path.stem}" for n, path in enumerate(NIH_EXAMPLES, 1)
+    ]
+    _upload(page, NIH_EXAMPLES[0])
+    _wait_for_results(page)
+    shown, _ = first_heatmap(predictor.predict(NIH_EXAMPLES[0]))
+    assert page.locator("#original img").get_attribute("alt") == "Uploaded radiograph"
+    assert page.locator("#overlay img").get_attribute("alt") == (
+        f"Grad-CAM heatmap of {display_name(shown)} over the radiograph"
+    )
+    _choose_label(page, display_name(GRADED_TOP))
+    page.wait_for_function(
+        "() => document.querySelector('#overlay img').alt.endsWith(\"empty, no region raises this finding's score\")"
+    )
+
+
+def test_at_chance_labels_are_greyed_below_the_others_and_an_empty_map_is_explained(page, predictor, tmp_path):
+    image = NIH_EXAMPLES[0]
+    expected = predictor.predict(image)
+    assert expected.at_chance == list(GRADED_AT_CHANCE) and GRADED_TOP in expected.empty_maps
+    ranked = sorted(expected.labels, key=lambda label: -expected.probability_by_label[label])
+    assert ranked[:2] == [GRADED_TOP, *GRADED_AT_CHANCE]  # so the first-heatmap rule must skip both
+    _upload(page, image)
+    _wait_for_results(page)
+    _assert_rows_match(page, expected)
+
+    # The first heatmap: the most probable label above chance whose map is not empty.
+    shown, why_not = first_heatmap(expected)
+    assert shown == ranked[2] and why_not is None
+    _, first = _overlay(page)
+    assert_same_picture(first, expected.overlay(shown))
+    assert page.locator("#caption").inner_text().startswith(f"Heatmap of {display_name(shown)}:")
+
+    # At chance: listed apart, below the findings, greyed, with its test AUROC and interval, never marked.
+    at_chance = page.locator("#at-chance")
+    assert _box(page, "#at-chance")["y"] >= _box(page, "#findings")["y"] + _box(page, "#findings")["height"]
+    row = at_chance.locator("button").first
+    assert row.inner_text().startswith("Cardiomegaly ") and "AUROC 0.48, 95% CI 0.30–0.66" in row.inner_text()
+    assert "▲" not in at_chance.inner_text()
+    grey = at_chance.locator("dt").first.evaluate("e => getComputedStyle(e).color")
+    plain = page.locator("#findings dt").first.evaluate("e => getComputedStyle(e).color")
+    assert grey == "rgb(71, 85, 105)" and grey != plain
+    row.click()
+    page.wait_for_function(
+        "() => document.querySelector('#caption').innerText.includes("
+        "'Cardiomegaly is at chance on the test set: AUROC 0.48, 95% CI 0.30–0.66')"
+    )
+    said = page.locator("#caption").inner_text()
+    assert "at chance on the test set, so never called positive" in said and ", positive)" not in said
+
+    # An empty map: a plain radiograph, and the caption says why.
+    _choose_label(page, display_name(GRADED_TOP))
+    page.wait_for_function(f"() => document.querySelector('#caption').innerText.includes({EMPTY_MAP_NOTE!r})")
+    _, blank = _overlay(page)
+    assert_same_picture(blank, expected.overlay(GRADED_TOP))
+    picture = blank[: expected.image.shape[0]].astype(int)
+    assert np.abs(picture - np.rint(expected.image * 255)[..., None]).mean() < 3  # no colour: nothing raised
+    _keep_screenshot(page, tmp_path, "desktop-at-chance-and-empty-map.png")
+
+
+@pytest.mark.parametrize("screen", sorted(SCREENS))
+def test_the_upload_prompt_is_whole_and_below_its_label(browser, app, screen) -> None:
+    context, page = _open(browser, app, SCREENS[screen])
+    try:
+        box = _box(page, "#upload button.upload-container")
+        label = _box(page, "#upload label[data-testid=block-label]")
+        # Where the prompt's text itself is drawn ("Drop File Here - or - Click to Upload"), not its wrapper.
+        text = page.evaluate(
+            """() => { const range = document.createRange();
+                range.selectNodeContents(document.querySelector('#upload [data-testid=upload-text]'));
+                const r = range.getBoundingClientRect(); return {top: r.top, bottom: r.bottom}; }"""
+        )
+        assert "Click to Upload" in page.locator("#upload [data-testid=upload-text]").inner_text()
+        assert box["y"] <= text["top"] and text["bottom"] <= box["y"] + box["height"]  # not cut at the bottom
+        assert label["y"] + label["height"] <= text["top"]  # and the label does not cover it
+        assert page.locator("#upload .icon-wrap").is_hidden()  # no icon behind the text
+    finally:
+        context.close()
+
+
+@pytest.mark.parametrize("screen", sorted(SCREENS))
+def test_a_tiny_image_is_shown_large_with_its_whole_caption(browser, app, screen, tmp_path) -> None:
+    tiny = tmp_path / "tiny.png"
+    Image.open(NIH_EXAMPLES[0]).convert("L").resize((40, 40)).save(tiny)
+    context, page = _open(browser, app, SCREENS[screen])
+    try:
+        _upload(page, tiny)
+        _wait_for_results(page)
+        page.wait_for_function("() => document.querySelector('#overlay img').complete")
+        overlay = page.locator("#overlay img")
+        assert overlay.evaluate("img => img.naturalWidth") == MIN_SIDE  # drawn at 512 px, caption band below
+        minimum = 120 if screen == "phone" else 200
+        for selector in ("#original img", "#overlay img"):
+            shown = _box(page, selector)
+            assert shown["width"] >= minimum and shown["height"] >= minimum, selector
+        panel, heatmap = _box(page, "#overlay"), _box(page, "#overlay img")
+        assert heatmap["y"] + heatmap["height"] <= panel["y"] + panel["height"] + 1  # not cut by its panel
+        caption = page.locator("#caption")
+        assert caption.inner_text().endswith(")") or caption.inner_text().endswith(".")  # the whole sentence
+        assert float(caption.evaluate("e => parseFloat(getComputedStyle(e.querySelector('p')).fontSize)")) >= 14
+    finally:
+        context.close()
+
+
+def test_on_a_phone_the_caption_is_readable_text_under_the_images(phone, predictor, tmp_path) -> None:
+    _upload(phone, NIH_EXAMPLES[0])
+    _wait_for_results(phone)
+    _choose_label(phone, display_name(GRADED_TOP))
+    phone.wait_for_function(f"() => document.querySelector('#caption').innerText.includes({EMPTY_MAP_NOTE!r})")
+    images, caption = _box(phone, "#images"), _box(phone, "#caption")
+    assert images["y"] + images["height"] <= caption["y"] and caption["width"] >= 300  # full width, below
+    assert float(phone.locator("#caption p").first.evaluate("e => parseFloat(getComputedStyle(e).fontSize)")) >= 14
+    phone.locator("#at-chance").scroll_into_view_if_needed()
+    _keep_screenshot(phone, tmp_path, "phone-at-chance-and-empty-map.png")

@@ -13,6 +13,7 @@ from PIL import Image
 
 from cxr.cli import main
 from cxr.predictor import Predictor
+from cxr.serving import first_heatmap
 from cxr.weights import load_config, save_model, sha256_of
 from tests.conftest import DICOM_MONO2, NIH_512, NON_NIH_JPEG, ROOT, TINY_CONFIG, make_model
 
@@ -29,12 +30,12 @@ def test_predict_prints_one_json_object_per_image_with_the_predictor_values(tiny
     predictor = Predictor.from_pretrained(tiny_weights)
     for row in rows:
         expected = predictor.predict(row["image"])
-        assert set(row) == {"image", "overlays", "model", *expected.to_dict()}
+        assert set(row) == {"image", "overlays", "empty_overlays", "model", *expected.to_dict()}
         assert list(row["probabilities"]) == list(predictor.labels)
         np.testing.assert_allclose(list(row["probabilities"].values()), expected.probabilities, atol=1e-5)
         assert row["positive"] == expected.positive
         assert list(row["thresholds"].values()) == pytest.approx(list(predictor.config.thresholds))
-        assert row["overlays"] == {}  # no --cam-dir
+        assert row["overlays"] == {} and row["empty_overlays"] == []  # no --cam-dir
         assert row["model"]["kind"] == "folder" and row["model"]["source"] == tiny_weights.name
         assert row["model"]["weights_sha256"] == sha256_of(tiny_weights / "model.safetensors")
         assert row["model"]["trained"] is False and row["model"]["warning"].startswith("Untrained weights")
@@ -98,16 +99,39 @@ def test_bad_files_are_reported_on_stderr_and_the_rest_still_processed(tiny_weig
     written = sorted(p.name for p in cams.iterdir())
     assert written == ["16747_3_1_Effusion.png", "16747_3_1_Mass.png"]
     with Image.open(cams / written[0]) as overlay:
-        assert overlay.size == (1036, 885) and overlay.mode == "RGB"
+        assert overlay.size[0] == 1036 and overlay.size[1] > 885 and overlay.mode == "RGB"  # caption band below
 
 
-def test_default_overlays_are_the_positive_labels_or_the_top_one(tiny_weights, tmp_path, capsys) -> None:
+def test_default_overlays_are_the_positive_labels_or_the_first_heatmap(tiny_weights, tmp_path, capsys) -> None:
     cams = tmp_path / "cams"
     assert main(["predict", str(NIH_512[0]), "--weights", str(tiny_weights), "--cam-dir", str(cams)]) == 0
     row = _json_lines(capsys.readouterr().out)[0]
-    probabilities = row["probabilities"]
-    expected = row["positive"] or [max(probabilities, key=probabilities.get)]
-    assert sorted(p.name for p in cams.iterdir()) == sorted(f"00000001_000_{label}.png" for label in expected)
+    assert row["positive"]  # this model has positives: one overlay each
+    assert sorted(p.name for p in cams.iterdir()) == sorted(f"00000001_000_{label}.png" for label in row["positive"])
+    # Weights with no positive here (every threshold near 1): the most probable label above chance with a map.
+    folder = save_model(make_model(TINY_CONFIG.replace(thresholds=(0.999,) * 14)), tmp_path / "strict")
+    assert main(["predict", str(NIH_512[0]), "--weights", str(folder), "--cam-dir", str(tmp_path / "one")]) == 0
+    row = _json_lines(capsys.readouterr().out)[0]
+    expected = first_heatmap(Predictor.from_pretrained(folder, device="cpu").predict(NIH_512[0]))[0]
+    assert row["positive"] == [] and list(row["overlays"]) == [expected]
+
+
+def test_empty_overlays_are_named_in_the_json_and_on_stderr(tiny_weights, tmp_path, capsys) -> None:
+    cams = tmp_path / "cams"
+    argv = ["predict", str(NIH_512[0]), "--weights", str(tiny_weights), "--cam-dir", str(cams), "--cam-labels", "all"]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    row = _json_lines(captured.out)[0]
+    prediction = Predictor.from_pretrained(tiny_weights, device="cpu").predict(NIH_512[0])
+    assert row["empty_overlays"] == list(prediction.empty_maps) == row["empty_maps"]
+    assert 0 < len(row["empty_overlays"]) < 14  # both kinds, so the test can fail
+    for label in row["overlays"]:
+        said = f"the {label} overlay is empty: Grad-CAM finds no region that raises this finding's score"
+        assert (said in captured.err) == (label in prediction.empty_maps)
+    empty = row["empty_overlays"][0]
+    with Image.open(row["overlays"][empty]) as overlay:  # a blank map leaves the radiograph as it is
+        picture = np.asarray(overlay)[: prediction.image.shape[0]]
+    np.testing.assert_array_equal(picture[..., 0], np.rint(prediction.image * 255).astype(np.uint8))
 
 
 def test_weights_problems_exit_2_with_a_message(tmp_path, capsys) -> None:

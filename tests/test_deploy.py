@@ -16,17 +16,19 @@ from pathlib import Path
 
 import pytest
 import yaml
+from huggingface_hub import SpaceCard, SpaceHardware
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name, parse_wheel_filename
+from packaging.version import Version
 
 from tests.conftest import ROOT
 
 WORKFLOWS = ROOT / ".github" / "workflows"
 DEPLOY_SCRIPT = ROOT / ".github" / "deploy_space.py"
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
-GRADIO_PIN = re.search(r"^gradio==(\S+)", "\n".join(PYPROJECT["project"]["optional-dependencies"]["app"]), re.M).group(
-    1
-)
+GRADIO_PIN = re.search(
+    r"^gradio(?:\[[^]]*\])?==(\S+)", "\n".join(PYPROJECT["project"]["optional-dependencies"]["app"]), re.M
+).group(1)
 GOOD_README = f"""---
 title: Chest X-ray findings with Grad-CAM
 emoji: 🫁
@@ -37,7 +39,6 @@ sdk_version: {GRADIO_PIN}
 python_version: "3.11"
 app_file: app.py
 license: mit
-models: [cxr-project/chestxray14-resnet50-lse]
 short_description: 14 chest X-ray findings with a Grad-CAM heatmap for each
 ---
 # cxr
@@ -47,11 +48,14 @@ short_description: 14 chest X-ray findings with a Grad-CAM heatmap for each
 def _load_deploy_script():
     spec = importlib.util.spec_from_file_location("deploy_space", DEPLOY_SCRIPT)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
 
 deploy_space = _load_deploy_script()
+CPU_BASIC = deploy_space.PROFILES["cpu-basic"]
+ZERO_GPU = deploy_space.PROFILES["zero-gpu"]
 
 
 def _workflow(name: str) -> dict:
@@ -125,6 +129,8 @@ def test_the_space_gets_the_app_library_requirements_and_examples_but_no_trainin
         (('python_version: "3.11"\n', ""), "python_version is not set (Spaces then use Python 3.10"),
         (('"3.11"', "3.10"), "python_version is 3.1, not a quoted version"),  # YAML's number 3.10
         (('"3.11"', '"3.10"'), "python_version is '3.10' but the project needs Python >=3.11"),
+        # A repo named by hand may not exist (issue 17): the deploy lists the model repo once it does.
+        (("license: mit\n", "license: mit\nmodels: [cxr-project/chestxray14-resnet50-lse]\n"), "models is written"),
     ],
 )
 def test_front_matter_that_would_not_start_the_app_is_refused(change, problem) -> None:
@@ -138,7 +144,7 @@ def test_the_repository_readme_starts_the_space() -> None:
 
 
 def test_the_space_requirements_are_the_runtime_ones_with_cpu_torch() -> None:
-    lines = deploy_space.space_requirements(PYPROJECT).splitlines()
+    lines = deploy_space.space_requirements(PYPROJECT, CPU_BASIC).splitlines()
     assert lines[0] == "--extra-index-url https://download.pytorch.org/whl/cpu"
     wanted = {canonicalize_name(Requirement(line).name): Requirement(line) for line in lines[1:]}
     torch_pin = next(r for r in map(Requirement, PYPROJECT["project"]["dependencies"]) if r.name == "torch")
@@ -146,8 +152,10 @@ def test_the_space_requirements_are_the_runtime_ones_with_cpu_torch() -> None:
     assert (
         str(wanted["torchvision"].specifier).endswith("+cpu") and str(wanted["gradio"].specifier) == f"=={GRADIO_PIN}"
     )
-    # Training, test and pytorch-grad-cam packages (the last brings scikit-learn and scipy) stay off the Space.
-    assert not {"scikit-learn", "scipy", "tqdm", "jinja2", "pytest", "grad-cam"} & set(wanted)
+    assert wanted["gradio"].extras == {"mcp"}  # the MCP server
+    # Training, test and pytorch-grad-cam packages (the last brings scikit-learn and scipy) stay off the Space, and
+    # so does the ZeroGPU package on CPU hardware.
+    assert not {"scikit-learn", "scipy", "tqdm", "jinja2", "pytest", "grad-cam", "spaces"} & set(wanted)
 
 
 def _imported_distributions(paths: list[Path]) -> set[str]:
@@ -172,20 +180,34 @@ def test_every_imported_package_is_declared_where_it_is_used() -> None:
     extras = project["optional-dependencies"]
     space = {
         canonicalize_name(Requirement(line).name)
-        for line in deploy_space.space_requirements(PYPROJECT).splitlines()[1:]
+        for line in deploy_space.space_requirements(PYPROJECT, CPU_BASIC).splitlines()[1:]
     }
+    zero_gpu_space = _declared(deploy_space.space_requirements(PYPROJECT, ZERO_GPU).splitlines())
+    zero_gpu_module = ROOT / "cxr" / "zerogpu.py"  # imports `spaces` only when it runs on ZeroGPU
+    scoring_files = set((ROOT / "cxr" / "scoring").rglob("*.py"))  # `cxr score`: the extras score and scale
     # cxr/backends.py imports openvino only when an OpenVINO backend is asked for (openvino_available() first):
     # an optional runtime, which cxr[app] (the Space) installs.
     backends = ROOT / "cxr" / "backends.py"
     assert _imported_distributions([backends]) - _declared(project["dependencies"]) <= _declared(extras["app"])
-    library = _imported_distributions(sorted(p for p in (ROOT / "cxr").rglob("*.py") if p != backends))
+    library = _imported_distributions(
+        sorted(set((ROOT / "cxr").rglob("*.py")) - {zero_gpu_module, backends} - scoring_files)
+    )
     assert {"torch", "numpy", "httpx2", "matplotlib"} <= library  # the scan sees them
     assert library <= _declared(project["dependencies"]), "cxr/ imports a package pyproject.toml does not declare"
+    scoring = _imported_distributions(sorted(scoring_files))
+    assert {"pyarrow", "ray"} <= scoring <= _declared(project["dependencies"], extras["score"], extras["scale"])
+    assert _imported_distributions([zero_gpu_module]) - library == {"spaces"}
+    assert {"spaces"} <= zero_gpu_space and _imported_distributions(
+        [ROOT / "app.py", zero_gpu_module]
+    ) <= zero_gpu_space
     assert _imported_distributions([ROOT / "app.py"]) <= space
     training = _imported_distributions(sorted((ROOT / "train").rglob("*.py")))
     assert {"scipy", "scikit-learn"} <= training <= _declared(project["dependencies"], extras["train"])
     tests = _imported_distributions([*sorted((ROOT / "tests").glob("*.py")), *sorted((ROOT / "bench").glob("*.py"))])
-    assert tests <= _declared(project["dependencies"], extras["app"], extras["train"], extras["cams"], extras["dev"])
+    assert "spaces" in tests  # the ZeroGPU tests use the real package
+    assert tests <= _declared(
+        project["dependencies"], extras["app"], extras["train"], extras["cams"], extras["zerogpu"], extras["dev"]
+    )
 
 
 def test_the_requirements_files_install_the_extras() -> None:
@@ -194,15 +216,35 @@ def test_the_requirements_files_install_the_extras() -> None:
 
     assert lines("requirements.txt") == ["-e .[app,train,cams]"]
     assert lines("requirements-dev.txt") == ["-e .[dev]"]
-    assert "cxr[app,train,cams]" in PYPROJECT["project"]["optional-dependencies"]["dev"]
+    assert "cxr[app,train,cams,zerogpu]" in PYPROJECT["project"]["optional-dependencies"]["dev"]
 
 
-def test_the_staged_space_folder_holds_the_files_and_the_written_requirements(tmp_path) -> None:
-    files = deploy_space.stage(tmp_path, PYPROJECT)
+@pytest.mark.parametrize("hardware", ["zero-gpu", "cpu-basic"])
+def test_the_staged_space_folder_holds_the_files_and_the_written_requirements(tmp_path, hardware) -> None:
+    profile = deploy_space.PROFILES[hardware]
+    files = deploy_space.stage(tmp_path, PYPROJECT, profile)
     assert files == sorted([*deploy_space.space_files(ROOT), "requirements.txt"])
     assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()) == files
-    assert (tmp_path / "requirements.txt").read_text() == deploy_space.space_requirements(PYPROJECT)
+    assert (tmp_path / "requirements.txt").read_text() == deploy_space.space_requirements(PYPROJECT, profile)
     assert (tmp_path / "app.py").read_bytes() == (ROOT / "app.py").read_bytes()
+    staged, readme = (tmp_path / "README.md").read_text(), (ROOT / "README.md").read_text()
+    card = SpaceCard(staged)
+    assert (card.data.python_version, card.data.suggested_hardware) == (profile.python_version, profile.hardware)
+    assert card.text == SpaceCard(readme).text  # the README itself as it is
+    assert {k: v for k, v in card.data.to_dict().items() if k not in ("python_version", "suggested_hardware")} == {
+        k: v for k, v in SpaceCard(readme).data.to_dict().items() if k not in ("python_version", "suggested_hardware")
+    }
+    deploy_space.check_front_matter(staged, PYPROJECT)
+    thumbnails = sorted((ROOT / "examples" / "thumbnails").glob("*.jpg"))
+    assert thumbnails and all(p.relative_to(ROOT).as_posix() in files for p in thumbnails)  # the example buttons
+    # No model repo exists yet: the Space's front matter names none; once one exists, it names it.
+    assert SpaceCard((tmp_path / "README.md").read_text(encoding="utf-8")).data.models is None
+    repo = deploy_space.model_repo(PYPROJECT)
+    assert repo == "cxr-project/chestxray14-resnet50-lse"
+    deploy_space.stage(tmp_path / "published", PYPROJECT, profile, models=[repo])
+    published = (tmp_path / "published" / "README.md").read_text(encoding="utf-8")
+    assert SpaceCard(published).data.models == [repo]
+    assert published.split("---", 2)[2] == (ROOT / "README.md").read_text(encoding="utf-8").split("---", 2)[2]
 
 
 def _simple_index(folder: Path, wheels: list[str]) -> str:
@@ -229,7 +271,9 @@ def published(tmp_path_factory) -> tuple[str, str]:
     root = tmp_path_factory.mktemp("indexes")
     kept = ("--extra-index-url", "torch==", "torchvision==", "matplotlib", "gradio", "numpy")
     requirements = "".join(
-        line + "\n" for line in deploy_space.space_requirements(PYPROJECT).splitlines() if line.startswith(kept)
+        line + "\n"
+        for line in deploy_space.space_requirements(PYPROJECT, CPU_BASIC).splitlines()
+        if line.startswith(kept)
     )
     wanted = [Requirement(line) for line in requirements.splitlines()[1:]]
     assert len(wanted) == len(kept) - 1
@@ -268,8 +312,51 @@ def test_an_unreachable_index_is_a_clear_failure_not_a_pass() -> None:
         deploy_space.check_published("numpy>=2\n", "3.11", index_url=f"http://127.0.0.1:{port}/simple")
 
 
-def test_dry_run_offline_checks_the_front_matter_and_lists_the_files_and_requirements(capsys) -> None:
-    assert deploy_space.main(["--dry-run", "--offline"]) == 0
+@pytest.mark.parametrize(("hardware", "python"), [("zero-gpu", "3.12"), ("cpu-basic", "3.11"), ("t4-small", "3.11")])
+def test_dry_run_offline_prints_the_front_matter_and_requirements_it_would_write(capsys, hardware, python) -> None:
+    assert deploy_space.main(["--dry-run", "--offline", "--hardware", hardware]) == 0
     out, err = capsys.readouterr()
-    assert "app.py\n" in out and out.endswith(deploy_space.space_requirements(PYPROJECT))
-    assert "--offline: wheels for Python 3.11 not checked" in err
+    profile = deploy_space.PROFILES[hardware]
+    requirements = deploy_space.space_requirements(PYPROJECT, profile)
+    assert "app.py\n" in out and out.endswith(f"requirements.txt (written for {hardware}):\n{requirements}")
+    assert f"--offline: wheels for Python {python} not checked" in err
+    printed = out.split(f"README.md front matter (written for {hardware}):\n")[1].split("requirements.txt (")[0]
+    written = SpaceCard(printed + "\n# cxr\n").data
+    assert (written.python_version, written.suggested_hardware, written.sdk) == (python, profile.hardware, "gradio")
+    lines = requirements.splitlines()
+    torch_line = next(line for line in lines if line.startswith("torch=="))
+    if hardware.startswith("cpu-"):
+        assert lines[0] == f"--extra-index-url {deploy_space.CPU_WHEELS}" and torch_line.endswith("+cpu")
+        assert not [line for line in lines if line.startswith("spaces")]
+    else:  # the default index's CUDA build, and on ZeroGPU the spaces package
+        assert not [line for line in lines if line.startswith("--")] and "+" not in torch_line
+        assert bool([line for line in lines if line.startswith("spaces")]) == (hardware == "zero-gpu")
+
+
+def test_the_default_profile_is_zero_gpu_or_the_repository_variable(capsys, monkeypatch) -> None:
+    monkeypatch.delenv("HF_SPACE_HARDWARE", raising=False)
+    assert deploy_space.main(["--dry-run", "--offline"]) == 0
+    assert "(written for zero-gpu)" in capsys.readouterr().out
+    monkeypatch.setenv("HF_SPACE_HARDWARE", "cpu-upgrade")
+    assert deploy_space.main(["--dry-run", "--offline"]) == 0
+    assert "(written for cpu-upgrade)" in capsys.readouterr().out
+    assert _workflow("deploy.yml")["jobs"]["deploy"]["env"] == {"HF_SPACE_HARDWARE": "${{ vars.HF_SPACE_HARDWARE }}"}
+
+
+def test_every_spaces_hardware_flavor_has_a_profile_and_zero_gpu_follows_the_hub_docs() -> None:
+    flavors = {h.value for h in SpaceHardware}
+    assert {p.hardware for p in deploy_space.PROFILES.values()} == flavors
+    assert set(deploy_space.PROFILES) == (flavors - {"zero-a10g"}) | {"zero-gpu"}
+    # hub-docs spaces-zerogpu.md: Python 3.12.12 or 3.10.13, torch 2.8 or later.
+    assert ZERO_GPU.python_version == "3.12" and ZERO_GPU.hardware == "zero-a10g" and not ZERO_GPU.cpu_torch
+    torch_pin = next(r for r in map(Requirement, PYPROJECT["project"]["dependencies"]) if r.name == "torch")
+    assert Version(next(iter(torch_pin.specifier)).version) >= Version("2.8")
+
+
+def test_a_front_matter_hardware_that_spaces_do_not_have_is_refused() -> None:
+    with pytest.raises(
+        deploy_space.DeployError, match="suggested_hardware is 'zero-gpu', not a Spaces hardware flavor"
+    ):
+        deploy_space.check_front_matter(
+            GOOD_README.replace("app_file:", "suggested_hardware: zero-gpu\napp_file:"), PYPROJECT
+        )

@@ -9,6 +9,7 @@ import torch
 from cxr.cam import class_activation_maps, normalize_maps, upsample_map
 from cxr.io import load_image
 from cxr.model import CXRNet
+from cxr.overlay import MIN_SIDE, add_caption, render_overlay
 from cxr.predictor import Predictor
 from cxr.preprocess import Letterbox, preprocess
 from tests.conftest import NIH_512, NON_NIH_JPEG, TINY_CONFIG, make_model
@@ -79,7 +80,29 @@ def test_maps_and_overlays_are_at_the_images_own_resolution(predictor: Predictor
     expected = upsample_map(normalize_maps(torch.from_numpy(prediction.maps))[2].numpy(), Letterbox(885, 1036))
     np.testing.assert_allclose(heat, expected, atol=1e-6)
     overlay = prediction.overlay("Effusion", opacity=0.6)
-    assert overlay.shape == (885, 1036, 3) and overlay.dtype == np.uint8
+    assert overlay.shape[1:] == (1036, 3) and overlay.dtype == np.uint8
+    picture = render_overlay(prediction.image, heat, opacity=0.6)  # the caption is a band below the picture
+    assert picture.shape == (885, 1036, 3) and np.array_equal(overlay[:885], picture)
+    assert 885 < overlay.shape[0] < 885 + 200
+
+
+def test_a_small_image_is_drawn_large_enough_for_its_whole_caption(predictor: Predictor) -> None:
+    tiny = np.asarray(load_image(NIH_512[0]))[::12, ::12][:40, :40].copy()  # 40 x 40 px
+    prediction = predictor.predict(tiny)
+    overlay = prediction.overlay("Infiltration")
+    assert overlay.shape[1] == MIN_SIDE and overlay.shape[0] > MIN_SIDE  # enlarged, with the caption below
+    band = overlay[MIN_SIDE:]
+    text_columns = np.flatnonzero((band > 128).any(axis=(0, 2)))
+    assert 4 <= text_columns.min() and text_columns.max() < MIN_SIDE - 4  # inside the width: nothing is cut
+
+
+def test_a_long_caption_wraps_onto_more_lines_inside_the_width() -> None:
+    picture = np.zeros((300, 300, 3), np.uint8)
+    short, long = add_caption(picture, "Mass: 2.1%"), add_caption(picture, "Mass: 2.1% " * 12)
+    assert np.array_equal(long[:300], picture)
+    lines = np.flatnonzero(np.diff((long[300:] > 128).any(axis=(1, 2)).astype(int)) == 1)  # tops of text lines
+    assert len(lines) == 3 and long.shape[0] - 300 > 2 * (short.shape[0] - 300)
+    assert not (long[300:, -4:] > 128).any()  # no glyph reaches the right edge
 
 
 def test_overlay_always_states_the_labels_probability(predictor: Predictor) -> None:
@@ -89,9 +112,11 @@ def test_overlay_always_states_the_labels_probability(predictor: Predictor) -> N
     assert prediction.caption("Pleural_Thickening").startswith("Pleural thickening: ")  # written for people
     with_caption = prediction.overlay("Mass", opacity=0.0)
     plain = np.repeat((prediction.image * 255).round().astype(np.uint8)[..., None], 3, axis=2)
-    differs = np.any(with_caption != plain, axis=2)
-    assert differs[:40, :200].mean() > 0.2  # the caption band is drawn top-left ...
-    assert not differs[100:, :].any()  # ... and opacity 0 leaves the rest of the radiograph untouched
+    height = plain.shape[0]
+    assert np.array_equal(with_caption[:height], plain)  # opacity 0 and no caption over the radiograph ...
+    band = with_caption[height:]
+    assert band.shape[0] > 10 and (band > 128).mean() > 0.02  # ... which is written in white on a band below
+    assert (band[..., 0] < 128).mean() > 0.5
 
 
 def test_unknown_label_is_a_clear_key_error(predictor: Predictor) -> None:

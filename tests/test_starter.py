@@ -14,6 +14,7 @@ from cxr.sources import STARTER_DIR
 from cxr.weights import WeightsError, load_config, load_model
 from tests.conftest import NIH_EXAMPLES
 from train.__main__ import main as train_main
+from train.evaluation.card import reliability_paragraph
 
 pytestmark = pytest.mark.skipif(not (STARTER_DIR / "config.json").is_file(), reason="no bundled starter model")
 
@@ -43,11 +44,13 @@ def test_evaluate_reproduces_the_recorded_test_numbers(shared_data: Path, tmp_pa
     assert metrics["mean_auroc_ci"] == pytest.approx(recorded["mean_auroc_ci"], abs=1e-6)
     for label, auroc in recorded["per_label_auroc"].items():
         assert metrics["per_label"][label]["auroc"] == pytest.approx(auroc, abs=1e-6), label
+        assert metrics["per_label"][label]["auroc_ci"] == pytest.approx(recorded["per_label_auroc_ci"][label], abs=1e-6)
     assert metrics["calibration"]["mean_ece"] == pytest.approx(card_metrics["calibration"]["mean_ece"], abs=1e-6)
     low, high = recorded["mean_auroc_ci"]
     card = (STARTER_DIR / "README.md").read_text(encoding="utf-8")
     assert f"| Mean AUROC, 14 labels | {recorded['mean_auroc']:.3f} ({low:.3f}–{high:.3f}) |" in card
     assert "106 of the 25,596 official test images" in card
+    assert card.count(reliability_paragraph(metrics)) == 1  # the labels at chance, as the page and About say
 
 
 def test_probabilities_differ_across_real_images() -> None:

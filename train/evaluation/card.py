@@ -17,6 +17,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from cxr.config import ModelConfig
 from cxr.labels import CHESTXRAY8_LABELS, CHESTXRAY14_LABELS
 from cxr.provenance import describe_subset
+from cxr.reliability import evidence, reliability_sentence
 from cxr.weights import CONFIG_FILE, WEIGHTS_FILE
 from train.evaluation import report, tables
 from train.evaluation.evaluate import EVALUATION_DIR, METRICS_FILE
@@ -202,6 +203,7 @@ def render_card(
         plots=metrics["plots"],
         headline_table=tables.headline_table(metrics),
         per_label_table=tables.per_label_table(metrics),
+        reliability_sentence=reliability_paragraph(metrics),
         comparison_table=tables.comparison_table(metrics),
         threshold_sentence=report.threshold_sentence(metrics),
         operating_point_table=tables.operating_point_table(metrics),
@@ -223,6 +225,15 @@ def render_card(
         published_sources=published_sources(),
     )
     return str(card)
+
+
+def reliability_paragraph(metrics: dict[str, Any]) -> str:
+    """Which findings are at chance, in the words the demo's page and About use (test split only)."""
+    if metrics["split"] != "test":
+        split = metrics["split"]
+        return f"Which findings are at chance is judged on the test split; these numbers are from the {split} split."
+    verdicts = {label: evidence(m["auroc"], m["auroc_ci"]).verdict for label, m in metrics["per_label"].items()}
+    return reliability_sentence(verdicts)
 
 
 def evaluated_on(metrics: dict[str, Any]) -> str:

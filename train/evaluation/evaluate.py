@@ -79,8 +79,19 @@ def classification_metrics(
     Probabilities are ``sigmoid((logit + bias) / T)`` with the config's biases and temperatures, and
     decisions use the config's per-label thresholds: exactly what the app shows for the same weights.
     """
-    labels = list(config.labels)
     probability = calibration.probabilities(logits, calibration.Scaling.of(config))
+    return probability_metrics(y_true, probability, patient_ids, config, settings)
+
+
+def probability_metrics(
+    y_true: np.ndarray,
+    probability: np.ndarray,
+    patient_ids: np.ndarray,
+    config: ModelConfig,
+    settings: BootstrapSettings,
+) -> dict[str, Any]:
+    """:func:`classification_metrics` from calibrated probabilities (e.g. a ``cxr score`` file's columns)."""
+    labels = list(config.labels)
     subsets = {
         "all": list(range(len(labels))),
         "chestxray8": [labels.index(label) for label in CHESTXRAY8_LABELS if label in labels],
@@ -171,6 +182,8 @@ def evaluation_summary(metrics: dict[str, Any]) -> dict[str, Any]:
         "mean_auroc_chestxray8": metrics["mean_auroc_chestxray8"],
         "mean_auroc_chestxray8_ci": metrics["mean_auroc_chestxray8_ci"],
         "per_label_auroc": {label: m["auroc"] for label, m in metrics["per_label"].items()},
+        # The intervals say which labels the served weights can tell from chance (cxr.reliability).
+        "per_label_auroc_ci": {label: m["auroc_ci"] for label, m in metrics["per_label"].items()},
         "mean_ece": metrics["calibration"]["mean_ece"],
         "confidence_intervals": (
             f"{metrics['bootstrap']['confidence']:.0%} percentile, "
@@ -301,7 +314,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
-    """Entry point of ``python -m train evaluate``."""
+    """Entry point of ``python -m train evaluate`` (``--scores``: a ``cxr score`` file, see :mod:`.external`)."""
+    if any(arg == "--scores" or arg.startswith("--scores=") for arg in argv):
+        from train.evaluation.external import main as external_main
+
+        return external_main(argv)
     args = _parser().parse_args(argv)
     try:
         metrics, out = evaluate(args)
