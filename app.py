@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from cxr import zerogpu
+from cxr.backends import AUTO, BACKENDS, default_backend
 from cxr.io import MAX_FILE_BYTES, InvalidImageError, load_image
 from cxr.labels import display_name
 from cxr.page_style import CSS, page_script
@@ -442,13 +443,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS") or len(os.sched_getaffinity(0))),
         help="torch threads for the one forward pass at a time (default: $OMP_NUM_THREADS, else the usable cores)",
     )  # fmt: skip
+    parser.add_argument(
+        "--backend", choices=(AUTO, *BACKENDS), default=default_backend(),
+        help="what runs the model (default: $CXR_BACKEND, else auto: the fastest this CPU supports that agrees "
+        "with torch fp32 on a start-up probe; /model_info says which)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("cxr").setLevel(logging.INFO)  # ours only: other libraries' request logs name file paths
     device = zerogpu.prepare()  # ZeroGPU: the model goes to cuda now, before anything else touches CUDA
-    served = load_served_model(args.weights, **device)  # never fails: see cxr.sources for the order and the log
-    log.info("Weights SHA-256 %s.", served.weights_sha256[:12])
+    try:  # never fails: see cxr.sources for the order and the log for why
+        served = load_served_model(args.weights, backend=args.backend, **device)
+    except (ValueError, RuntimeError) as err:  # the backend asked for cannot serve here: torch always can
+        log.warning("%s Serving with torch.", err)
+        served = load_served_model(args.weights, backend="torch", **device)
+    log.info("Weights SHA-256 %s; backend %s.", served.weights_sha256[:12], served.predictor.backend_name)
     demo = build_demo(served, forget_after_s=args.forget_after)
     demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=MODEL_CONCURRENCY)
     demo.launch(

@@ -1,6 +1,6 @@
 """Latency of the Space's API against the library on the same image, and where a ``/predict`` call's time goes.
 
-    python -m bench.app_latency --weights DIR [--repeats 12] [--profile]
+    python -m bench.app_latency --weights DIR [--repeats 12] [--profile] [--backend auto]
 
 Starts ``app.py`` on 127.0.0.1 with the weights (``tests/live_server.running_app``, torch using every
 core), then times on one real 1024 px NIH PNG, one call at a time: ``Predictor.predict`` in this process,
@@ -27,6 +27,7 @@ import httpx
 import torch
 from gradio_client import Client, handle_file
 
+from cxr.backends import AUTO, BACKENDS
 from cxr.io import load_image
 from cxr.predictor import Predictor
 from cxr.serving import first_heatmap
@@ -102,13 +103,17 @@ def main() -> None:
         default=len(os.sched_getaffinity(0)),
         help="torch threads, server and here (default: cores)",
     )
+    parser.add_argument("--backend", choices=(AUTO, *BACKENDS), default=AUTO, help="the server's (default auto)")
     args = parser.parse_args()
 
-    # The same torch threads on both sides of a ratio (live_server's test default for the server is 1).
+    # The same torch threads on both sides of a ratio (live_server's test default for the server is 1). The
+    # in-process reference is torch fp32, what the server ran before it had backends.
     torch.set_num_threads(args.threads)
-    env = {"OMP_NUM_THREADS": str(args.threads)}
+    env = {"OMP_NUM_THREADS": str(args.threads), "CXR_BACKEND": args.backend}
     env |= {"GRADIO_PROFILING": "1"} if args.profile else {}
     predictor = Predictor.from_pretrained(args.weights, device="cpu")
+    served = Predictor.from_pretrained(args.weights, device="cpu", backend=args.backend)  # the server's, for --profile
+    print(f"server backend: {served.backend_name}; load {os.getloadavg()}")
     with tempfile.TemporaryDirectory(prefix="cxr-latency-") as tmp, running_app(args.weights, Path(tmp), **env) as app:
         client = Client(app.url, verbose=False, download_files=Path(tmp) / "downloads", analytics_enabled=False)
         file = handle_file(str(IMAGE))
@@ -130,7 +135,7 @@ def main() -> None:
             ("in-process overlay redraw (label switch)", p50_ms(redraw)),
         ]:
             print(f"| {name} | {ms:.0f} | {ms / base:.2f} |", flush=True)
-        rows = profile_rows(app.url, file, predictor, args.repeats) if args.profile else []
+        rows = profile_rows(app.url, file, served, args.repeats) if args.profile else []
     if rows:
         print("\n| `/predict`, phase (p50) | ms |\n| --- | ---: |")
         for name, ms in rows:

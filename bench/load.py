@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 from gradio_client import Client, handle_file
 
+from cxr.backends import AUTO, BACKENDS
 from cxr.io import load_image
 from cxr.predictor import Predictor
 from tests.live_server import running_app
@@ -129,11 +130,13 @@ def main() -> None:
         default=len(os.sched_getaffinity(0)),
         help="torch threads, server and here (default: cores)",
     )
+    parser.add_argument("--backend", choices=(AUTO, *BACKENDS), default=AUTO, help="the server's and the reference's")
     args = parser.parse_args()
-    # The same torch threads on both sides of a ratio (live_server's test default for the server is 1).
+    # The same torch threads and backend on both sides of a ratio (live_server's test default is 1 thread, torch).
     torch.set_num_threads(args.threads)
-    env = {"OMP_NUM_THREADS": str(args.threads)}
-    predictor = Predictor.from_pretrained(args.weights, device="cpu")
+    env = {"OMP_NUM_THREADS": str(args.threads), "CXR_BACKEND": args.backend}
+    predictor = Predictor.from_pretrained(args.weights, device="cpu", backend=args.backend)
+    print(f"backend: {predictor.backend_name}; load {os.getloadavg()}")
     predict_batch_rate(predictor, repeats=1)  # warm-up
     print("| users | requests (failures) | throughput | `predict_batch` alone | ratio | p50 / p95 | server RSS |")
     print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |", flush=True)

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from cxr.backends import AUTO, BACKENDS, default_backend
 from cxr.config import ModelConfig
 from cxr.io import InvalidImageError, load_image
 from cxr.labels import LABEL_SETS
@@ -62,8 +63,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     predict.add_argument("--opacity", type=float, default=0.5, help="heatmap opacity in [0, 1] (default 0.5)")
     predict.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
-    predict.add_argument("--precision", choices=PRECISIONS, default="fp32", help="fp32 (default) or bf16 autocast")
-    predict.add_argument("--channels-last", action="store_true", help="channels-last memory layout")
+    predict.add_argument(
+        "--backend", choices=(AUTO, *BACKENDS), default=None,
+        help="what runs the model (default: $CXR_BACKEND, else auto: the fastest this CPU supports that agrees "
+        "with torch fp32 on a start-up probe)",
+    )  # fmt: skip
+    predict.add_argument(
+        "--precision", choices=PRECISIONS, default="fp32", help="fp32 (default) or bf16 autocast (--backend torch)"
+    )
+    predict.add_argument("--channels-last", action="store_true", help="channels-last memory layout (--backend torch)")
     predict.set_defaults(run=_predict)
 
     _add_score_parser(commands)
@@ -188,7 +196,13 @@ def _load(args: argparse.Namespace, **predictor_options: object) -> ServedModel:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    served = _load(args, precision=args.precision, channels_last=args.channels_last)
+    torch_options = args.precision != "fp32" or args.channels_last
+    backend = args.backend or ("torch" if torch_options else default_backend())
+    if backend != "torch" and torch_options:
+        print("error: --precision and --channels-last apply to --backend torch only.", file=sys.stderr)
+        return 2
+    served = _load(args, precision=args.precision, channels_last=args.channels_last, backend=backend)
+    print(f"backend: {served.predictor.backend_name}", file=sys.stderr)
     predictor = served.predictor
     wanted = _cam_label_choice(args.cam_labels, predictor.labels)
     if args.cam_dir:

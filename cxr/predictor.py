@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +13,18 @@ from typing import Any
 import numpy as np
 import torch
 
+from cxr.backends import (
+    AUTO,
+    Backend,
+    TorchBackend,
+    agreement,
+    auto_candidates,
+    check_backend,
+    discard_export,
+    openvino_available,
+    openvino_backend,
+    probe_images,
+)
 from cxr.cam import class_activation_maps, head_logits, normalize_maps, upsample_map
 from cxr.config import ModelConfig
 from cxr.input_check import INVERTED_NOTE, InputCheck
@@ -22,9 +35,16 @@ from cxr.overlay import render_overlay
 from cxr.preprocess import Letterbox, preprocess
 from cxr.reliability import AT_CHANCE, label_reliability
 from cxr.sources import load_in_order
-from cxr.weights import load_model
+from cxr.weights import load_model, state_sha256
 
 PRECISIONS = ("fp32", "bf16")
+# What an exported backend must meet on the start-up probe to be served: the project's goals for every backend
+# against torch fp32 (bench/backends.py measures them over the 738 shared NIH images).
+PROBE_MAX_DP = 0.01
+PROBE_MIN_PSNR = 35.0
+
+log = logging.getLogger(__name__)
+
 # Said wherever an all-zero map is shown: a blank heatmap is an answer (ReLU of a map that is negative everywhere).
 EMPTY_MAP_NOTE = "Grad-CAM finds no region that raises this finding's score"
 
@@ -171,8 +191,12 @@ class Predictor:
     Args:
         model: a CXRNet (put in eval mode here).
         device: where to run; defaults to CUDA when available.
-        precision: ``"fp32"`` or ``"bf16"`` (autocast; maps and probabilities are still float32).
-        channels_last: use the channels-last memory layout (faster convolutions on many CPUs).
+        precision: ``"fp32"`` or ``"bf16"`` (autocast; maps and probabilities are still float32) for the torch backend.
+        channels_last: use the channels-last memory layout (faster convolutions on many CPUs) for the torch backend.
+        backend: what runs the model (see :mod:`cxr.backends`): ``"torch"`` (default, the reference),
+            ``"openvino"``, ``"openvino-bf16"``, or ``"auto"``: the fastest this CPU supports whose answers on a probe
+            agree with torch fp32 (max |Δp| and heatmap PSNR, see :data:`PROBE_MAX_DP`), else torch. An exported
+            backend is always probed first; one that disagrees is never served.
     """
 
     def __init__(
@@ -182,6 +206,7 @@ class Predictor:
         device: str | torch.device | None = None,
         precision: str = "fp32",
         channels_last: bool = False,
+        backend: str = "torch",
     ) -> None:
         self.precision = check_precision(precision)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -193,6 +218,46 @@ class Predictor:
         self._thresholds = np.asarray(self.config.thresholds, dtype=np.float32)
         self.reliability = label_reliability(self.config)
         self.input_checker = model.input_checker
+        self.backend: Backend = TorchBackend(self.model, self.device, self.precision, self.memory_format)
+        if check_backend(backend) != "torch":
+            self.backend = self._exported_backend(backend)
+
+    def _exported_backend(self, requested: str) -> Backend:
+        """The first of the requested (or, for "auto", this CPU's) exported backends that agrees with torch fp32
+        on the probe; torch for "auto" when none does. A cached export that disagrees is discarded and made again
+        once (a damaged cache heals itself); a fresh one that disagrees is passed over."""
+        names = auto_candidates() if requested == AUTO and self.device.type == "cpu" else [requested]
+        if requested != AUTO and (self.device.type != "cpu" or not openvino_available()):
+            raise ValueError(f"backend {requested!r} needs a CPU and the openvino package (pip install 'cxr[app]').")
+        sha = state_sha256(self.model)
+        probe = preprocess(probe_images(self.config.image_size), self.config)
+        with torch.inference_mode():
+            reference = self._answers(TorchBackend(self.model, self.device, "fp32", self.memory_format)(probe))
+        for name in names:
+            for attempt in ("cached", "fresh"):
+                try:
+                    backend = openvino_backend(self.model, sha, "bf16" if name.endswith("bf16") else "fp32")
+                    with torch.inference_mode():
+                        max_dp, psnr = agreement(reference, self._answers(backend(probe)))
+                except Exception as err:  # a runtime that fails to load or run is passed over, not served
+                    log.warning("Backend %s could not run here (%s: %s).", name, type(err).__name__, err)
+                    max_dp, psnr = float("inf"), float("-inf")
+                if max_dp <= PROBE_MAX_DP and psnr >= PROBE_MIN_PSNR:
+                    log.info("Backend %s: agrees with torch fp32 on the probe (max |Δp| %.2g, maps %.0f dB).",
+                             name, max_dp, psnr)  # fmt: skip
+                    return backend
+                log.warning("Backend %s disagrees with torch fp32 on the probe (max |Δp| %.3g, maps %.1f dB): "
+                            "discarding its export (%s).", name, max_dp, psnr, attempt)  # fmt: skip
+                discard_export(sha)
+        if requested != AUTO:
+            raise RuntimeError(f"Backend {requested!r} disagrees with torch fp32 on this machine; use 'torch'.")
+        log.info("Backend torch (fp32): no exported backend serves here.")
+        return TorchBackend(self.model, self.device, self.precision, self.memory_format)
+
+    @property
+    def backend_name(self) -> str:
+        """What runs the model: ``"torch"``, ``"torch-bf16"``, ``"openvino"`` or ``"openvino-bf16"``."""
+        return self.backend.name
 
     @classmethod
     def from_pretrained(
@@ -202,9 +267,10 @@ class Predictor:
 
         Without ``source``, the weights come from :func:`cxr.sources.load_in_order` (``CXR_WEIGHTS``, the
         project's Hub repo at its pinned revision, the bundled starter, demonstration weights; the log says
-        which and why). ``options`` go to :class:`Predictor` (device, precision, channels_last) or to the loader.
+        which and why). ``options`` go to :class:`Predictor` (device, precision, channels_last, backend) or to the
+        loader.
         """
-        predictor_keys = {"device", "precision", "channels_last"}
+        predictor_keys = {"device", "precision", "channels_last", "backend"}
         own = {k: v for k, v in options.items() if k in predictor_keys}
         hub = {k: v for k, v in options.items() if k not in predictor_keys}
         if source is None:
@@ -235,11 +301,7 @@ class Predictor:
         answered like the original radiograph, with ``inverted=True``; only those images pay for it.
         """
         features = self.features(preprocess(chunk, self.config))
-        logits = head_logits(self.model, features)
-        raw_maps = torch.relu(class_activation_maps(self.model, features))
-        probabilities = calibrated_probabilities(logits, self._temperatures, self._biases).cpu().numpy()
-        empty = (raw_maps.flatten(-2).amax(dim=-1) <= 0).cpu().numpy()
-        maps = normalize_maps(raw_maps).cpu().numpy()
+        probabilities, maps, empty = self._answers(features)
         predictions = [
             Prediction(
                 self.labels,
@@ -264,14 +326,22 @@ class Predictor:
                 )
         return predictions
 
+    def _answers(self, features: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Transition map -> ((N, K) probabilities, (N, K, h, w) maps in [0, 1], (N, K) empty-map flags), in
+        torch float32 whatever backend made the map."""
+        logits = head_logits(self.model, features)
+        raw_maps = torch.relu(class_activation_maps(self.model, features))
+        probabilities = calibrated_probabilities(logits, self._temperatures, self._biases).cpu().numpy()
+        empty = (raw_maps.flatten(-2).amax(dim=-1) <= 0).cpu().numpy()
+        return probabilities, normalize_maps(raw_maps).cpu().numpy(), empty
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, 3, S, S) preprocessed images -> (N, C, h, w) float32 transition map: the one model run per batch.
+        """(N, 3, S, S) preprocessed images -> (N, C, h, w) float32 transition map: the one model run per batch,
+        by :attr:`backend`.
 
         Everything else (logits, Grad-CAM, the input check) is computed from this map.
         """
-        x = x.to(self.device, memory_format=self.memory_format)
-        with precision_context(self.device, self.precision):
-            return self.model.forward_features(x).float()
+        return self.backend(x)
 
     def check_input(self, image: np.ndarray, features: torch.Tensor, negatives: bool = True) -> InputCheck:
         """The input check of one decoded image and its (C, h, w) transition map (unchecked without a check).

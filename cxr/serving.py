@@ -8,7 +8,6 @@ written by hand, so a demo cannot describe weights other than the ones it serves
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from collections.abc import Mapping
@@ -16,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import safetensors.torch
 from huggingface_hub import RepoCard
 
 from cxr.config import ModelConfig
@@ -25,7 +23,7 @@ from cxr.predictor import Prediction, Predictor
 from cxr.provenance import headline_evaluation, interval_text, trained_on, warning
 from cxr.reliability import NOT_EVALUATED, Evidence, label_evidence, reliability_sentence
 from cxr.sources import WeightsChoice, load_in_order
-from cxr.weights import WEIGHTS_FILE, sha256_of
+from cxr.weights import WEIGHTS_FILE, sha256_of, state_sha256
 
 MODEL_CARD_FILE = "README.md"
 # ![alt](evaluation/roc.png): a picture beside the card in its folder, which the page cannot serve.
@@ -77,8 +75,7 @@ def load_served_model(
     model, choice = load_in_order(explicit, revision, environ=environ, strict_explicit=strict_explicit)
     predictor = Predictor(model, **predictor_options)
     if choice.folder is None:  # demonstration weights exist only in memory: fingerprint their tensors
-        serialized = safetensors.torch.save({k: v.contiguous() for k, v in model.state_dict().items()})
-        sha = hashlib.sha256(serialized).hexdigest()
+        sha = state_sha256(model)
     else:
         sha = predictor.config.metadata.get("weights_sha256") or sha256_of(choice.folder / WEIGHTS_FILE)
     card = choice.folder / MODEL_CARD_FILE if choice.folder else None
@@ -155,7 +152,8 @@ def cam_record(prediction: Prediction, label: str, served: ServedModel) -> dict[
 
 
 def model_info(served: ServedModel) -> dict[str, Any]:
-    """JSON answer of ``/model_info``: labels, thresholds, provenance and recorded metrics of the weights."""
+    """JSON answer of ``/model_info``: labels, thresholds, provenance and recorded metrics of the weights, and the
+    backend that runs them (see :mod:`cxr.backends`)."""
     config = served.config
     return {
         **served.summary(),
@@ -163,6 +161,7 @@ def model_info(served: ServedModel) -> dict[str, Any]:
         "thresholds": dict(zip(config.labels, config.thresholds, strict=True)),
         "image_size": config.image_size,
         "trunk": config.trunk,
+        "backend": served.predictor.backend_name,
         "description": config.metadata.get("description"),
         "training": config.metadata.get("training"),
         "evaluation": config.metadata.get("evaluation"),

@@ -54,6 +54,12 @@ def sha256_of(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def state_sha256(model: CXRNet) -> str:
+    """Hex SHA-256 of the model's tensors serialised as safetensors: names the weights in memory, whatever their
+    file (demonstration weights have none; the OpenVINO export cache is keyed by it)."""
+    return hashlib.sha256(save({k: v.contiguous() for k, v in model.state_dict().items()})).hexdigest()
+
+
 def save_model(model: CXRNet, folder: str | Path, dtype: torch.dtype | None = None) -> Path:
     """Write ``model.safetensors`` and ``config.json`` (with the weights' SHA-256) into ``folder``.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,16 @@ NIH_EXAMPLES = sorted(EXAMPLES.glob("*.png"))
 
 # A small trunk keeps CPU tests fast; the architecture around it is the real one.
 TINY_CONFIG = ModelConfig(trunk="resnet18", image_size=256)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def reference_backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The CLI and the app run torch fp32 in tests (their answers are compared with ``Predictor``'s to 1e-5), and
+    exports are cached in a temporary folder; tests/test_backends.py asks for the other backends by name."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CXR_BACKEND", "torch")
+        patch.setenv("CXR_CACHE", str(tmp_path_factory.mktemp("cxr-cache")))
+        yield
 
 
 @pytest.fixture(scope="session")

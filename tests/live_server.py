@@ -48,6 +48,8 @@ def app_environment(tmp: Path, **extra: str) -> dict[str, str]:
         GRADIO_ANALYTICS_ENABLED="False",
         GRADIO_TEMP_DIR=str(tmp / "gradio"),
         OMP_NUM_THREADS="1",  # the test process runs the reference predictor on the same 2 cores
+        CXR_BACKEND="torch",  # answers compared with an in-process torch fp32 Predictor; other backends by name
+        CXR_CACHE=str(tmp / "cxr-cache"),
         PYTHONUNBUFFERED="1",
     )
     env.update(extra)
