@@ -136,7 +136,10 @@ def _score(args: argparse.Namespace) -> int:
     on_gpu = torch.cuda.is_available() and (args.engine == "local" or args.num_gpus_per_worker > 0)
     precision = args.precision if args.precision != "auto" else ("bf16" if on_gpu else "fp32")
     channels_last = args.channels_last or (args.precision == "auto" and on_gpu)
-    served = _load(args, precision=precision, channels_last=channels_last)
+    # The CPU path is the app's (the fastest backend that agrees with torch fp32); a GPU or torch options run torch.
+    backend = "torch" if on_gpu or precision != "fp32" or channels_last else default_backend()
+    served = _load(args, precision=precision, channels_last=channels_last, backend=backend)
+    print(f"backend: {served.predictor.backend_name}", file=sys.stderr)
     try:
         items = expand_inputs(args.inputs, args.path_column)
     except ManifestError as err:

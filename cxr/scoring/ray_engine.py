@@ -99,6 +99,8 @@ def ray_batches(
                 "predictor_options": {
                     "precision": predictor.precision,
                     "channels_last": predictor.memory_format == torch.channels_last,
+                    # every actor runs what the driver chose, so rows match the local engine's
+                    "backend": "torch" if predictor.backend_name.startswith("torch") else predictor.backend_name,
                     "device": "cuda" if options.num_gpus_per_worker else "cpu",
                 },
                 "done": done,

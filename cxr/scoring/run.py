@@ -71,6 +71,7 @@ def score_metadata(served: ServedModel) -> dict[str, Any]:
             label: served.predictor.reliability.get(label, "not evaluated") for label in config.labels
         },
         "precision": served.predictor.precision,
+        "backend": served.predictor.backend_name,
         "columns": "path, sha256, error, p_<label> per label, positive, at_chance, empty_maps, input_check, cam_files, "
         "weights_sha256, then the manifest's columns (see cxr.scoring.rows)",
     }
