@@ -14,7 +14,7 @@ import torch
 from cxr.weights import WEIGHTS_FILE, load_model
 from tests.train_helpers import TINY_RUN, FitProcess, comparable, fit_command, model_tensors, prepared_synth
 from train import checkpoint as ckpt
-from train.config import TrainConfig, TrainError, make_config
+from train.config import TrainError, make_config
 from train.export import METRICS_LOG, read_metrics_log
 from train.train import fit
 
@@ -100,9 +100,12 @@ def test_kill_after_epoch_1_then_resume_equals_uninterrupted(data: Path, uninter
     assert [ckpt.epoch_of(p) for p in ckpt.list_checkpoints(run / "checkpoints")] in ([1], [1, 2])
     with pytest.raises(TrainError, match="already holds a run"):
         fit(make_config(data_dir=str(data), out=str(run)))
-    weights = fit(TrainConfig(out=str(run), workers=0, progress=False, device="cpu"), resume=True)
+    # Resumed in a process of its own, as after a real crash (and so that training never runs inside the test
+    # worker, which has other runtimes' thread pools loaded by then).
+    resumed = FitProcess(fit_command(*RUN_ARGS, "--data-dir", str(data), "--out", str(run), "--resume"))
+    assert resumed.finish() == 0, resumed.output
     assert_same_run(run, uninterrupted)
-    assert load_model(weights).config.metadata["training"]["best_epoch"] in range(1, EPOCHS + 1)
+    assert load_model(run / "weights").config.metadata["training"]["best_epoch"] in range(1, EPOCHS + 1)
 
 
 @pytest.mark.slow
