@@ -22,7 +22,7 @@ import torch
 
 from cxr import zerogpu
 from cxr.backends import AUTO, BACKENDS, default_backend
-from cxr.io import MAX_FILE_BYTES, InvalidImageError, load_image
+from cxr.io import MAX_FILE_BYTES, InvalidImageError, decode
 from cxr.labels import display_name
 from cxr.page_style import CSS, page_script
 from cxr.page_text import (
@@ -219,7 +219,7 @@ class Handlers:
     def predict_file(self, path: str) -> Prediction:
         """Decode here, in the caller's thread (a bad file fails only its request), then share a forward."""
         try:
-            image = load_image(path)
+            image = decode(path)  # the image and what the upload said (colour, DICOM modality)
         except InvalidImageError as err:
             log.info("Refused an upload: %s", err)  # the message never quotes file contents or DICOM elements
             raise gr.Error(str(err), title=REFUSED, print_exception=False) from None  # logged above

@@ -9,6 +9,7 @@ from concurrent.futures import Future
 
 import numpy as np
 
+from cxr.io import Decoded
 from cxr.predictor import Prediction, Predictor
 
 
@@ -32,12 +33,12 @@ class BatchingPredictor:
             raise ValueError(f"max_batch_size must be at least 1, got {max_batch_size}.")
         self.predictor = predictor
         self.max_batch_size = max_batch_size
-        self._waiting: queue.SimpleQueue[tuple[np.ndarray, Future[Prediction]]] = queue.SimpleQueue()
+        self._waiting: queue.SimpleQueue[tuple[Decoded | np.ndarray, Future[Prediction]]] = queue.SimpleQueue()
         self.batch_sizes: Counter[int] = Counter()  # forwards run so far, by batch size
         threading.Thread(target=self._serve, name="cxr-batching", daemon=True).start()
 
-    def predict(self, image: np.ndarray) -> Prediction:
-        """Prediction for one decoded (H, W) float32 image (see :func:`cxr.io.load_image`); blocks until done."""
+    def predict(self, image: Decoded | np.ndarray) -> Prediction:
+        """Prediction for one decoded upload (:func:`cxr.io.decode`) or (H, W) float32 image; blocks until done."""
         done: Future[Prediction] = Future()
         self._waiting.put((image, done))
         return done.result()

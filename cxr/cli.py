@@ -14,7 +14,7 @@ from PIL import Image
 
 from cxr.backends import AUTO, BACKENDS, default_backend
 from cxr.config import ModelConfig
-from cxr.io import InvalidImageError, load_image
+from cxr.io import InvalidImageError, decode
 from cxr.labels import LABEL_SETS
 from cxr.model import CXRNet
 from cxr.predictor import EMPTY_MAP_NOTE, PRECISIONS, Prediction
@@ -216,7 +216,7 @@ def _predict(args: argparse.Namespace) -> int:
         names, images = [], []
         for name in args.images[start : start + args.batch_size]:
             try:
-                images.append(load_image(name))
+                images.append(decode(name))  # with what the upload said, for the input check
                 names.append(name)
             except InvalidImageError as err:
                 failures += 1

@@ -7,6 +7,7 @@ its ``positive`` list is empty and the page shows the message instead.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,8 @@ import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
+
+from cxr.io import Upload
 
 FRONTAL = "frontal_chest_xray"
 LATERAL = "lateral_chest_xray"
@@ -113,6 +116,9 @@ MESSAGES: dict[str, str] = {
 UNFAMILIAR = "This does not look like the frontal chest radiographs the model knows; its findings are not shown."
 INVERTED_NOTE = "The image's grey levels were inverted (a negative); it was corrected before the model read it."
 TENSORS = ("center", "scale", "weight", "bias", "pca_mean", "components", "variances")
+# DICOM Modality codes of projection radiography (CR computed, DX digital, RG radiographic imaging) and the
+# codes that say nothing (OT other); any other code (CT, MR, US, NM, PT, MG, XA, ...) is another modality.
+RADIOGRAPHY_MODALITIES = ("CR", "DX", "RG", "OT")
 
 
 class InputCheckError(ValueError):
@@ -121,9 +127,13 @@ class InputCheckError(ValueError):
 
 @dataclass(frozen=True)
 class InputChecker:
-    """A fitted input check: a multinomial logistic head plus a density score on :func:`descriptors`.
+    """A fitted input check: two rules on the upload, then a multinomial logistic head plus a density score
+    on :func:`descriptors`.
 
-    The head names the most probable of :data:`CLASS_KINDS`' classes. The density score is the Mahalanobis
+    Rules first: a DICOM file whose Modality is not projection radiography (:data:`RADIOGRAPHY_MODALITIES`)
+    is another medical image; an upload more colourful than ``colour_limit`` is no radiograph, and the head
+    only says whether it is another medical image (histology, colour Doppler) or not medical. Otherwise the
+    head names the most probable of :data:`CLASS_KINDS`' classes. The density score is the Mahalanobis
     distance of the standardised descriptor to the frontal training images in their principal subspace;
     above ``distance_threshold`` an image the head calls frontal is refused all the same, so kinds no
     training image showed are refused too.
@@ -133,12 +143,15 @@ class InputChecker:
         classes: class names in the head's output order.
         distance_threshold: the largest distance still accepted as frontal.
         metadata: how it was fitted and its held-out rates (JSON).
+        colour_limit: the largest colourfulness (:attr:`cxr.io.Upload.colourfulness`) a radiograph may have;
+            None: no colour rule.
     """
 
     tensors: dict[str, torch.Tensor]
     classes: tuple[str, ...]
     distance_threshold: float
     metadata: dict[str, Any] = field(default_factory=dict)
+    colour_limit: float | None = None
 
     def probabilities_and_distance(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(N, D) descriptors -> (N, K) class probabilities and (N,) distances to the frontal images."""
@@ -149,49 +162,67 @@ class InputChecker:
         distance = torch.sqrt((projected**2 / t["variances"]).sum(dim=1))
         return probabilities, distance
 
-    def decide(self, x: torch.Tensor, negatives: bool = True) -> list[tuple[str, float, float]]:
-        """(class, P(frontal), distance) per row: the class the check settles on after the density score.
+    def decide(
+        self, x: torch.Tensor, uploads: list[Upload] | None = None, negatives: bool = True
+    ) -> list[tuple[str, float, float]]:
+        """(class, P(frontal), distance) per row: the class the check settles on after the rules and the density
+        score; ``"rule:"`` or ``"unfamiliar:"`` prefixes a class a rule or the density score chose.
 
-        ``negatives=False`` leaves the inverted class out (for an image already corrected once).
+        ``uploads`` (one per row; default: grey, not DICOM) feed the rules. ``negatives=False`` leaves the
+        inverted class out (for an image already corrected once).
         """
         probabilities, distance = self.probabilities_and_distance(x)
-        frontal, inverted = self.classes.index("frontal"), self.classes.index("inverted")
+        uploads = uploads or [Upload()] * len(x)
+        index = {name: i for i, name in enumerate(self.classes)}
         out = []
-        for p, d in zip(probabilities, distance, strict=True):
-            candidates = p.clone()
-            if not negatives:
-                candidates[inverted] = -1
-            named = self.classes[int(candidates.argmax())]
+        for p, d, upload in zip(probabilities, distance, uploads, strict=True):
+            named = self._rule(p, upload)
+            if named is None:
+                candidates = p.clone()
+                if not negatives:
+                    candidates[index["inverted"]] = -1
+                named = self.classes[int(candidates.argmax())]
             if named == "frontal" and float(d) > self.distance_threshold:
                 refusals = p.clone()
-                refusals[[frontal, inverted]] = -1
+                refusals[[index["frontal"], index["inverted"]]] = -1
                 named = "unfamiliar:" + self.classes[int(refusals.argmax())]
-            out.append((named, float(p[frontal]), float(d)))
+            out.append((named, float(p[index["frontal"]]), float(d)))
         return out
 
-    def check(self, image: np.ndarray, features: torch.Tensor, negatives: bool = True) -> InputCheck:
-        """The :class:`InputCheck` of one decoded image and its (C, h, w) transition map.
+    def _rule(self, p: torch.Tensor, upload: Upload) -> str | None:
+        """The class a rule on the upload settles, or None to let the head decide."""
+        if upload.modality is not None and upload.modality not in RADIOGRAPHY_MODALITIES:
+            return "rule:other_medical"
+        if self.colour_limit is not None and upload.colourfulness > self.colour_limit:
+            other, not_medical = (p[self.classes.index(name)] for name in ("other_medical", "not_medical"))
+            return "rule:" + ("other_medical" if other > not_medical else "not_medical")
+        return None
+
+    def check(
+        self, image: np.ndarray, features: torch.Tensor, negatives: bool = True, upload: Upload | None = None
+    ) -> InputCheck:
+        """The :class:`InputCheck` of one decoded image, its (C, h, w) transition map and what its upload said.
 
         ``inverted=True`` here means "looks like a negative": :class:`cxr.predictor.Predictor` then reads
         the corrected image and checks that one, with ``negatives=False``.
         """
-        named, score, _ = self.decide(descriptors([image], features[None]), negatives)[0]
+        named, score, _ = self.decide(descriptors([image], features[None]), [upload or Upload()], negatives)[0]
         if named == "frontal":
             return InputCheck(accepted=True, kind=FRONTAL, score=score)
         if named == "inverted":
             return InputCheck(accepted=False, kind=FRONTAL, score=score, inverted=True, message=INVERTED_NOTE)
         unfamiliar = named.startswith("unfamiliar:")
-        kind = CLASS_KINDS[named.removeprefix("unfamiliar:")]
+        kind = CLASS_KINDS[named.split(":")[-1]]
         return InputCheck(accepted=False, kind=kind, score=score, message=UNFAMILIAR if unfamiliar else MESSAGES[kind])
 
     def settings(self, sha256: str) -> dict[str, Any]:
         """What config.json's ``input_check`` records: the SHA-256 of :data:`CHECK_FILE` and the settings."""
-        return {"sha256": sha256, "classes": list(self.classes),
-                "distance_threshold": self.distance_threshold, "metadata": self.metadata}  # fmt: skip
+        return {"sha256": sha256, "classes": list(self.classes), "distance_threshold": self.distance_threshold,
+                "colour_limit": self.colour_limit, "metadata": self.metadata}  # fmt: skip
 
     def with_metadata(self, metadata: dict[str, Any]) -> InputChecker:
         """A copy carrying ``metadata`` (fitting provenance, held-out rates)."""
-        return InputChecker(self.tensors, self.classes, self.distance_threshold, {**self.metadata, **metadata})
+        return dataclasses.replace(self, metadata={**self.metadata, **metadata})
 
     @classmethod
     def load(cls, folder: str | Path, settings: dict[str, Any]) -> InputChecker:
@@ -208,5 +239,6 @@ class InputChecker:
         classes = tuple(settings.get("classes", ()))
         if missing or set(classes) != set(CLASS_KINDS) or tensors["weight"].shape[0] != len(classes):
             raise InputCheckError(f"{path.name} does not fit its settings in config.json.")
+        limit = settings.get("colour_limit")
         return cls({k: tensors[k].float() for k in TENSORS}, classes, float(settings["distance_threshold"]),
-                   dict(settings.get("metadata", {})))  # fmt: skip
+                   dict(settings.get("metadata", {})), None if limit is None else float(limit))  # fmt: skip

@@ -12,6 +12,7 @@ import io
 import os
 import struct
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -29,7 +30,7 @@ PIL_FORMATS = ("PNG", "JPEG", "TIFF", "BMP", "WEBP", "GIF")
 DICOM_SUFFIXES = (".dcm", ".dicom")
 # The only DICOM elements parsed: what pixel decoding and display transforms need.
 DICOM_PIXEL_TAGS = [
-    "SamplesPerPixel", "PhotometricInterpretation", "PlanarConfiguration", "NumberOfFrames",
+    "Modality", "SamplesPerPixel", "PhotometricInterpretation", "PlanarConfiguration", "NumberOfFrames",
     "Rows", "Columns", "BitsAllocated", "BitsStored", "HighBit", "PixelRepresentation",
     "RescaleIntercept", "RescaleSlope", "RescaleType", "ModalityLUTSequence",
     "WindowCenter", "WindowWidth", "VOILUTFunction", "VOILUTSequence",
@@ -49,8 +50,36 @@ class InvalidImageError(ValueError):
     """The input is not a usable chest X-ray image; ``str(err)`` is a sentence for the user."""
 
 
+@dataclass(frozen=True)
+class Upload:
+    """What the upload itself said before it became grey, for the input check (never an identifier).
+
+    Attributes:
+        colourfulness: Hasler and Süsstrunk's colourfulness M of the original pixels (0 for grey; about 15
+            "slightly", 33 "moderately", 59 "quite" colourful on their scale), read on every fourth pixel.
+        modality: a DICOM file's Modality code (``"CR"``, ``"DX"``, ``"CT"``, ``"MR"``, ``"US"``, ...);
+            None for other files.
+    """
+
+    colourfulness: float = 0.0
+    modality: str | None = None
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """A decoded image (float32 (H, W) in [0, 1], as :func:`load_image` returns) and what its upload said."""
+
+    image: np.ndarray
+    upload: Upload = Upload()
+
+
 def load_image(source: ImageSource, name: str | None = None) -> np.ndarray:
-    """Decode a chest X-ray into a float32 (H, W) array in [0, 1].
+    """Decode a chest X-ray into a float32 (H, W) array in [0, 1] (:func:`decode` without the upload's facts)."""
+    return decode(source, name).image
+
+
+def decode(source: ImageSource | Decoded, name: str | None = None) -> Decoded:
+    """Decode a chest X-ray into a float32 (H, W) array in [0, 1], with what the upload said (:class:`Upload`).
 
     Args:
         source: a path, raw bytes, a binary file object, a PIL image or a numpy array (H, W) or
@@ -62,10 +91,12 @@ def load_image(source: ImageSource, name: str | None = None) -> np.ndarray:
     Raises:
         InvalidImageError: for anything that is not a single 2-D image of sensible size.
     """
+    if isinstance(source, Decoded):
+        return source
     if isinstance(source, np.ndarray):
-        return _checked(_array_to_unit(source))
+        return _checked(_array_to_unit(source), Upload(colourfulness(source)))
     if isinstance(source, Image.Image):
-        return _checked(_pil_to_unit(source))
+        return _checked(_pil_to_unit(source), Upload(_pil_colourfulness(source)))
     if isinstance(source, (str, os.PathLike)):
         name = name or os.fspath(source)
         data = read_image_file(Path(source))
@@ -78,8 +109,8 @@ def load_image(source: ImageSource, name: str | None = None) -> np.ndarray:
     return _checked(decode_bytes(data, name))
 
 
-def decode_bytes(data: bytes, name: str | None = None) -> np.ndarray:
-    """Decode an encoded file's bytes (see :func:`load_image`)."""
+def decode_bytes(data: bytes, name: str | None = None) -> Decoded:
+    """Decode an encoded file's bytes (see :func:`decode`)."""
     if not data:
         raise InvalidImageError("The file is empty.")
     if len(data) > MAX_FILE_BYTES:
@@ -113,15 +144,40 @@ def _check_dimensions(width: int, height: int) -> None:
         )
 
 
-def _checked(image: np.ndarray) -> np.ndarray:
+def _checked(image: np.ndarray | Decoded, upload: Upload = Upload()) -> Decoded:
+    if isinstance(image, Decoded):
+        image, upload = image.image, image.upload
     _check_dimensions(image.shape[1], image.shape[0])
-    return np.ascontiguousarray(image, dtype=np.float32)
+    return Decoded(np.ascontiguousarray(image, dtype=np.float32), upload)
+
+
+def colourfulness(rgb: np.ndarray) -> float:
+    """Hasler and Süsstrunk's (2003) colourfulness M of an (H, W, 3+) array, 0 for grey; on every fourth pixel.
+
+    M = sqrt(std(rg)² + std(yb)²) + 0.3 sqrt(mean(rg)² + mean(yb)²) with rg = R - G and yb = (R + G) / 2 - B
+    on the 0-255 scale (integer data scaled by its full scale).
+    """
+    arr = np.asarray(rgb)
+    if arr.ndim != 3 or arr.shape[2] < 3 or arr.size == 0:
+        return 0.0
+    scale = _integer_full_scale(arr) or max(float(np.nanmax(arr[..., :3])), 1e-6)
+    grid = arr[::4, ::4, :3].astype(np.float64) * (255.0 / scale)
+    r, g, b = grid[..., 0], grid[..., 1], grid[..., 2]
+    rg, yb = r - g, 0.5 * (r + g) - b
+    return float(np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean()))
+
+
+def _pil_colourfulness(img: Image.Image) -> float:
+    """:func:`colourfulness` of a PIL image; grey modes are 0 without converting anything."""
+    if img.mode in ("1", "L", "LA", "La", "I", "F") or img.mode.startswith("I;16"):
+        return 0.0
+    return colourfulness(np.asarray(img.convert("RGB")))
 
 
 # --- PNG, JPEG and other raster formats (Pillow) ---------------------------------------------
 
 
-def _decode_pil(data: bytes) -> np.ndarray:
+def _decode_pil(data: bytes) -> Decoded:
     try:
         with Image.open(io.BytesIO(data), formats=PIL_FORMATS) as img:
             _check_dimensions(*img.size)  # header only: refuse decompression bombs before decoding
@@ -129,7 +185,8 @@ def _decode_pil(data: bytes) -> np.ndarray:
                 raise InvalidImageError(
                     "The file holds several frames (an animation or multi-page file); upload one still image."
                 )
-            return _pil_to_unit(ImageOps.exif_transpose(img))
+            upright = ImageOps.exif_transpose(img)
+            return Decoded(_pil_to_unit(upright), Upload(_pil_colourfulness(upright)))
     except InvalidImageError:
         raise
     except UnidentifiedImageError:
@@ -209,7 +266,7 @@ def _short(err: BaseException) -> str:
 # --- DICOM (pydicom) ------------------------------------------------------------------------
 
 
-def _decode_dicom(data: bytes, force: bool) -> np.ndarray:
+def _decode_dicom(data: bytes, force: bool) -> Decoded:
     # Messages below never include element values, and `from None` keeps pydicom's own messages
     # (which may quote values) out of tracebacks and logs.
     try:
@@ -224,7 +281,7 @@ def _decode_dicom(data: bytes, force: bool) -> np.ndarray:
         raise InvalidImageError(_undecodable_message(ds)) from None
 
 
-def _dicom_pixels(ds: pydicom.Dataset) -> np.ndarray:
+def _dicom_pixels(ds: pydicom.Dataset) -> Decoded:
     if not any(tag in ds for tag in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
         raise InvalidImageError("The DICOM file holds no image: it has no pixel data, or it is cut short.")
     if "Rows" not in ds or "Columns" not in ds:
@@ -238,8 +295,10 @@ def _dicom_pixels(ds: pydicom.Dataset) -> np.ndarray:
     pixels = ds.pixel_array
     if pixels.ndim != (2 if samples == 1 else 3):
         raise InvalidImageError(f"The DICOM image is not a single 2-D image (array shape {pixels.shape}).")
-    if samples != 1:
-        return _array_to_unit(pixels)  # colour: pydicom already converted YBR to RGB
+    # The Modality code (CT, MR, US, CR, DX, ...) is equipment metadata, not an identifier.
+    modality = str(ds.get("Modality") or "").strip().upper()[:16] or None
+    if samples != 1:  # colour: pydicom already converted YBR to RGB
+        return Decoded(_array_to_unit(pixels), Upload(colourfulness(pixels), modality))
     values = apply_modality_lut(pixels, ds)
     has_voi = "VOILUTSequence" in ds or ("WindowCenter" in ds and "WindowWidth" in ds)
     if has_voi:
@@ -252,7 +311,7 @@ def _dicom_pixels(ds: pydicom.Dataset) -> np.ndarray:
         image = _min_max(np.asarray(values))
     if photometric == "MONOCHROME1":  # MONOCHROME1: low values are white; flip to the usual look
         image = 1.0 - image
-    return image
+    return Decoded(image, Upload(0.0, modality))
 
 
 def _undecodable_message(ds: pydicom.Dataset) -> str:

@@ -28,7 +28,7 @@ from cxr.backends import (
 from cxr.cam import class_activation_maps, head_logits, normalize_maps, upsample_map
 from cxr.config import ModelConfig
 from cxr.input_check import INVERTED_NOTE, InputCheck
-from cxr.io import ImageSource, load_image
+from cxr.io import Decoded, ImageSource, Upload, decode
 from cxr.labels import display_name
 from cxr.model import CXRNet
 from cxr.overlay import render_overlay
@@ -283,24 +283,28 @@ class Predictor:
 
     def predict(self, image: ImageSource, name: str | None = None) -> Prediction:
         """Decode, preprocess and run one image; raises :class:`cxr.io.InvalidImageError` on bad input."""
-        return self.predict_batch([load_image(image, name=name)])[0]
+        return self.predict_batch([decode(image, name=name)])[0]
 
     @torch.inference_mode()
-    def predict_batch(self, images: Sequence[ImageSource], batch_size: int = 8) -> list[Prediction]:
-        """Predict many images, ``batch_size`` per forward pass; order is kept."""
-        decoded = [image if _is_decoded(image) else load_image(image) for image in images]
+    def predict_batch(self, images: Sequence[ImageSource | Decoded], batch_size: int = 8) -> list[Prediction]:
+        """Predict many images, ``batch_size`` per forward pass; order is kept.
+
+        Uploads are best given as they came (paths, bytes) or as :func:`cxr.io.decode` records, so the input
+        check also reads what the upload said (colour, DICOM modality); a decoded grey array is read as is.
+        """
+        decoded = [Decoded(image) if _is_decoded(image) else decode(image) for image in images]
         results: list[Prediction] = []
         for start in range(0, len(decoded), batch_size):
             results += self._predict_decoded(decoded[start : start + batch_size])
         return results
 
-    def _predict_decoded(self, chunk: list[np.ndarray], correct_negatives: bool = True) -> list[Prediction]:
+    def _predict_decoded(self, chunk: list[Decoded], correct_negatives: bool = True) -> list[Prediction]:
         """One forward pass over decoded images: transition features -> logits, every label's map, the check.
 
         An image the check finds inverted (a negative) is inverted back and read again in a second pass, and
         answered like the original radiograph, with ``inverted=True``; only those images pay for it.
         """
-        features = self.features(preprocess(chunk, self.config))
+        features = self.features(preprocess([d.image for d in chunk], self.config))
         probabilities, maps, empty = self._answers(features)
         predictions = [
             Prediction(
@@ -308,16 +312,18 @@ class Predictor:
                 probabilities[i],
                 self._thresholds,
                 maps[i],
-                image,
-                input_check=self.check_input(image, features[i], negatives=correct_negatives),
+                d.image,
+                input_check=self.check_input(d.image, features[i], negatives=correct_negatives, upload=d.upload),
                 reliability=self.reliability,
                 empty_maps=tuple(label for label, e in zip(self.labels, empty[i], strict=True) if e),
             )
-            for i, image in enumerate(chunk)
+            for i, d in enumerate(chunk)
         ]
         negatives = [i for i, p in enumerate(predictions) if p.input_check.inverted] if correct_negatives else []
         if negatives:
-            corrected = self._predict_decoded([1.0 - chunk[i] for i in negatives], correct_negatives=False)
+            corrected = self._predict_decoded(
+                [Decoded(1.0 - chunk[i].image, chunk[i].upload) for i in negatives], correct_negatives=False
+            )
             for i, fixed in zip(negatives, corrected, strict=True):
                 check = fixed.input_check
                 note = INVERTED_NOTE if check.accepted else check.message
@@ -343,14 +349,17 @@ class Predictor:
         """
         return self.backend(x)
 
-    def check_input(self, image: np.ndarray, features: torch.Tensor, negatives: bool = True) -> InputCheck:
-        """The input check of one decoded image and its (C, h, w) transition map (unchecked without a check).
+    def check_input(
+        self, image: np.ndarray, features: torch.Tensor, negatives: bool = True, upload: Upload | None = None
+    ) -> InputCheck:
+        """The input check of one decoded image, its (C, h, w) transition map and what its upload said
+        (:class:`cxr.io.Upload`; default: grey, not DICOM); unchecked without a check.
 
         ``negatives=False``: the image is already a corrected negative; it is not found inverted again.
         """
         if self.input_checker is None:
             return InputCheck.unchecked()
-        return self.input_checker.check(image, features, negatives)
+        return self.input_checker.check(image, features, negatives, upload)
 
 
 def _is_decoded(image: object) -> bool:

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from cxr.batching import BatchingPredictor
+from cxr.io import Decoded
 from cxr.predictor import Prediction, Predictor
 
 log = logging.getLogger("cxr.zerogpu")
@@ -53,11 +54,11 @@ class ZeroGpuPredictor:
         self.predictor = predictor
         self.run_model = spaces.GPU(duration=duration_s)(self._run_model)
 
-    def predict(self, image: np.ndarray) -> Prediction:
-        """Prediction for one decoded (H, W) float32 image (see :func:`cxr.io.load_image`); blocks until done."""
+    def predict(self, image: Decoded | np.ndarray) -> Prediction:
+        """Prediction for one decoded upload (:func:`cxr.io.decode`) or (H, W) float32 image; blocks until done."""
         return self.run_model([image])[0]
 
-    def _run_model(self, images: list[np.ndarray]) -> list[Prediction]:
+    def _run_model(self, images: list[Decoded | np.ndarray]) -> list[Prediction]:
         """The model call: decoded images in, predictions out (both pickled across ZeroGPU's process boundary)."""
         return self.predictor.predict_batch(images, len(images))
 

@@ -17,7 +17,8 @@ def test_input_check_command_fits_and_saves_a_check_the_folder_loads(tiny_weight
     folder = tmp_path / "weights"
     shutil.copytree(tiny_weights, folder)
     before = load_config(folder)
-    args = ["--nih-train", "4", "--nih-test", "2", "--per-kind", "1", "--limit", "4", "--shared", str(shared_data)]
+    args = ["--nih-train", "4", "--nih-test", "2", "--per-kind", "1", "--limit", "4", "--backend", "torch",
+            "--shared", str(shared_data)]  # fmt: skip
     assert train_main(["input-check", str(folder), *args]) == 0
     held_out = json.loads(capsys.readouterr().out)
     assert {"frontal", "lateral", "other_medical", "not_medical"} <= set(held_out)

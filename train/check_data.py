@@ -2,12 +2,15 @@
 
 Classes (:data:`CLASSES`): frontal chest radiographs (NIH and ood-dev's non-NIH frontals), the same stored
 inverted (negatives), laterals, other medical images (ood-dev's CT, MR, ultrasound and hand radiographs,
-scikit-image's medical samples, pydicom's CT and MR test files) and non-medical pictures (made by
-:mod:`train.negatives`, scikit-image's photographs). ood-dev is read from ``../shared``, never copied.
+scikit-image's medical samples, pydicom's bundled CT, MR, NM and ultrasound test files) and non-medical
+pictures (made by :mod:`train.negatives`, scikit-image's photographs and, when given, the distinct pictures
+of Pillow's sdist ``Tests/images``). ood-dev is read from ``../shared``, never copied.
 
 A group (NIH patient, ood-dev case, photograph, generator seed) is held out or not as a whole, by a
 hash of its name, so no held-out image has a sibling in training. NIH's held-out images are patients of
-the official test list. Held-out images are never augmented and never used to choose anything.
+the official test list. Held-out images are never augmented and never used to choose anything. Pillow's
+test pictures are training images only: the tests cannot read them, so the held-out part stays one the
+tests can run again (:func:`pillow_samples`).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from cxr.io import load_image
+from cxr.io import DICOM_SUFFIXES, Decoded, InvalidImageError, decode
 from train import negatives
 
 CLASSES: tuple[str, ...] = ("frontal", "inverted", "lateral", "other_medical", "not_medical")
@@ -33,14 +36,14 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 @dataclass(frozen=True)
 class Sample:
-    """One image of the check's data: ``load()`` returns it decoded as :func:`cxr.io.load_image` would."""
+    """One image of the check's data: ``load()`` decodes it as :func:`cxr.io.decode` does an upload."""
 
     key: str
     label: str
     group: str
     source: str
     held_out: bool
-    load: Callable[[], np.ndarray]
+    load: Callable[[], Decoded]
 
 
 def held_out(group: str) -> bool:
@@ -48,12 +51,12 @@ def held_out(group: str) -> bool:
     return int(hashlib.sha256(group.encode()).hexdigest()[:8], 16) % 100 < HELD_OUT_PERCENT
 
 
-def _file(path: Path) -> Callable[[], np.ndarray]:
-    return lambda: load_image(path)
+def _file(path: Path) -> Callable[[], Decoded]:
+    return lambda: decode(path)
 
 
-def _array(make: Callable[[], object]) -> Callable[[], np.ndarray]:
-    return lambda: load_image(np.asarray(make()))
+def _array(make: Callable[[], object]) -> Callable[[], Decoded]:
+    return lambda: decode(np.asarray(make()))
 
 
 def nih_samples(shared: Path = SHARED, train: int = 150, test: int = 40) -> list[Sample]:
@@ -116,31 +119,79 @@ def made_samples(per_kind: int = 40) -> list[Sample]:
     return samples
 
 
+# pydicom's bundled test files that hold one distinct, decodable medical image each, by group (files of
+# one group are the same picture). MR_small and CT_small (with MR_small's re-encodings) are always held out.
+PYDICOM_FILES: dict[str, tuple[str, ...]] = {
+    "CT_small": ("CT_small.dcm",),
+    "MR_small": ("MR_small.dcm",),
+    "CT-693": ("693_J2KI.dcm",),
+    "CT-pixelrep": ("J2K_pixelrep_mismatch.dcm",),
+    "NM": ("JPEG2000.dcm", "JPGExtended.dcm"),
+    "MR-overlay": ("examples_overlay.dcm",),
+    "US-palette": ("examples_palette.dcm",),
+    "US-rgb": ("examples_rgb_color.dcm",),
+    "US-jpeg2k": ("examples_jpeg2k.dcm",),
+    "US-small": ("ExplVR_BigEnd.dcm",),
+}
+ALWAYS_HELD_OUT = ("CT_small", "MR_small")
+
+
 def pydicom_samples() -> list[Sample]:
-    """pydicom's bundled CT_small.dcm and MR_small.dcm (other medical), always held out: two files only."""
+    """pydicom's bundled medical test images (other medical); CT_small and MR_small always held out."""
     from pydicom.data import get_testdata_file
 
-    return [
-        Sample(
-            name, "other_medical", f"pydicom-{name}", "pydicom test data", True, _file(Path(get_testdata_file(name)))
-        )
-        for name in ("CT_small.dcm", "MR_small.dcm")
-    ]
+    samples = []
+    for group, names in PYDICOM_FILES.items():
+        held = group in ALWAYS_HELD_OUT or held_out(f"pydicom-{group}")
+        for name in names:
+            path = Path(get_testdata_file(name))
+            samples.append(Sample(name, "other_medical", f"pydicom-{group}", "pydicom test data", held, _file(path)))
+    return samples
+
+
+def pillow_samples(folder: Path) -> list[Sample]:
+    """The distinct pictures of Pillow's sdist ``Tests/images`` (not medical), training images only.
+
+    The folder holds many re-encodings of a few pictures (``hopper`` in every format): files whose 8x8
+    average hash agrees are one group, and one file per group is kept. Files this project does not decode
+    (other formats, animations, tiny icons) are passed over.
+    """
+    picked: dict[str, Sample] = {}
+    for path in sorted(folder.iterdir()):
+        if not path.is_file() or path.suffix.lower() in DICOM_SUFFIXES:
+            continue
+        try:  # the upload path: anything it refuses is passed over
+            image = decode(path).image
+        except InvalidImageError:
+            continue
+        small = np.asarray(Image.fromarray((image * 255).astype(np.uint8)).resize((8, 8), Image.BILINEAR))
+        group = "pillow-" + np.packbits(small > small.mean()).tobytes().hex()
+        picked.setdefault(group, Sample(path.name, "not_medical", group, "Pillow sdist Tests/images", False,
+                                        _file(path)))  # fmt: skip
+    return list(picked.values())
 
 
 def inverted(sample: Sample) -> Sample:
     """The frontal ``sample`` stored as a negative (grey levels inverted), in the same group."""
-    return Sample(f"{sample.key}:inverted", "inverted", sample.group, sample.source, sample.held_out,
-                  lambda: (1.0 - sample.load()).astype(np.float32))  # fmt: skip
+
+    def load() -> Decoded:
+        original = sample.load()
+        return Decoded((1.0 - original.image).astype(np.float32), original.upload)
+
+    return Sample(f"{sample.key}:inverted", "inverted", sample.group, sample.source, sample.held_out, load)
 
 
-def all_samples(shared: Path = SHARED, nih_train: int = 150, nih_test: int = 40, per_kind: int = 40) -> list[Sample]:
-    """Every sample of every class (training and held out), in a fixed order."""
+def all_samples(
+    shared: Path = SHARED, nih_train: int = 150, nih_test: int = 40, per_kind: int = 30, pillow: Path | None = None
+) -> list[Sample]:
+    """Every sample of every class (training and held out), in a fixed order; ``pillow``: Pillow's
+    ``Tests/images`` folder, whose pictures join the training part."""
     frontal_and_ood = nih_samples(shared, nih_train, nih_test) + ood_samples(shared)
     frontals = [s for s in frontal_and_ood if s.label == "frontal"]
     # Every third frontal is also shown as a negative: enough to learn the look, a third of the cost.
     negatives_ = [inverted(s) for s in frontals[::3]]
-    return frontal_and_ood + negatives_ + made_samples(per_kind) + pydicom_samples()
+    extra = pillow_samples(pillow) if pillow else []
+    return frontal_and_ood + negatives_ + made_samples(per_kind) + pydicom_samples() + extra
 
 
 # --- augmentation of training images ----------------------------------------------------------
@@ -148,7 +199,7 @@ def all_samples(shared: Path = SHARED, nih_train: int = 150, nih_test: int = 40,
 BURN_INS = ("L", "R", "PA", "AP", "PORTABLE", "ERECT", "SUPINE", "12/03/2019", "x1", "DX")
 
 
-def augment(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def augment(image: np.ndarray, rng: np.random.Generator) -> Decoded:
     """A plausible re-take of a decoded image: crop, rotation, contrast, border, burnt-in text, resize, JPEG."""
     pil = Image.fromarray((np.clip(image, 0, 1) * 255).astype(np.uint8))
     w, h = pil.size
@@ -173,4 +224,4 @@ def augment(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     arr = np.clip(arr, 0, 1) ** rng.uniform(0.7, 1.4)
     buffer = io.BytesIO()
     Image.fromarray((arr * 255).astype(np.uint8)).save(buffer, format="JPEG", quality=int(rng.integers(30, 95)))
-    return load_image(buffer.getvalue())
+    return decode(buffer.getvalue())

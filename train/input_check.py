@@ -1,18 +1,23 @@
 """``python -m train input-check WEIGHTS``: fit the input check of a weights folder and save it beside the weights.
 
-Runs the folder's own model once over every image of :mod:`train.check_data` (training images also as
-augmented re-takes), keeps what the check reads (:func:`cxr.input_check.descriptors`), fits
-:func:`cxr.input_check.fit` on the training part only, and reports per-class rates on the held-out part,
-which chose nothing. The descriptors can be cached (``--cache``) so a refit does not run the model again.
+Runs the folder's own model once over every training image of :mod:`train.check_data` (also as augmented
+re-takes), keeps what the check reads (:func:`cxr.input_check.descriptors` and the upload's
+:class:`cxr.io.Upload`), fits :func:`fit` on them, then answers every held-out image end to end with the
+fitted check (:func:`held_out_rates`, the same function the tests run) and records those per-class rates in
+config.json. The held-out part chose nothing. Descriptors can be cached (``--cache``): a refit runs the model
+only on images the cache lacks.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import sys
 from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,16 +38,42 @@ log = logging.getLogger(__name__)
 
 # Augmented re-takes per training image, by class (held-out images are never augmented).
 COPIES = {"frontal": 1, "inverted": 1, "lateral": 2, "other_medical": 1, "not_medical": 1}
+COLUMNS = ("key", "label", "group", "augmented", "colourfulness", "modality")
+CACHE_EVERY = 50  # training images per part written to the descriptor cache
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    """The design choices of the check, each chosen by grouped cross-validation on the training part.
+
+    Attributes:
+        head_dims: principal components of the standardised descriptors the logistic head reads.
+        c_grid: inverse regularisation strengths tried (inner grouped CV, balanced accuracy).
+        other_weight: extra weight on the other-medical class on top of class balancing.
+        distance_quantile: quantile of left-out frontal groups' distances that sets the density threshold.
+        colour_limit: colourfulness above which an upload is refused before the learned part (None: no rule).
+    """
+
+    head_dims: int = 128
+    c_grid: tuple[float, ...] = (0.01, 0.1, 1.0)
+    other_weight: float = 1.0
+    distance_quantile: float = 0.99
+    colour_limit: float | None = 33.0
+
+
+def _rng(key: str) -> np.random.Generator:
+    """A generator of one image's own (the same augmentations whatever else is in the data)."""
+    return np.random.default_rng(int(hashlib.sha256(key.encode()).hexdigest()[:16], 16))
 
 
 def extract(
-    predictor: Predictor, samples: list[Sample], copies: dict[str, int], seed: int = 0
+    predictor: Predictor, samples: list[Sample], copies: dict[str, int], cache: dict[str, np.ndarray] | None = None
 ) -> dict[str, np.ndarray]:
-    """Descriptors of every sample (and its augmented copies when it is a training sample)."""
-    rng = np.random.default_rng(seed)
+    """Descriptors of every training sample and its augmented copies; rows ``cache`` holds are reused."""
+    known = {} if cache is None else {key: i for i, key in enumerate(cache["key"])}
     rows: list[np.ndarray] = []
-    meta: list[tuple[str, str, str, bool, bool]] = []
-    pending: list[tuple[np.ndarray, tuple[str, str, str, bool, bool]]] = []
+    meta: list[tuple] = []
+    pending: list[tuple[np.ndarray, tuple]] = []
 
     def flush() -> None:
         if not pending:
@@ -55,52 +86,62 @@ def extract(
         pending.clear()
 
     for n, sample in enumerate(samples):
+        keys = [f"{sample.key}#{i}" for i in range(1 + copies.get(sample.label, 0))]
+        if all(key in known for key in keys):
+            rows.append(cache["x"][[known[key] for key in keys]])
+            meta.extend(tuple(cache[c][known[key]] for c in COLUMNS) for key in keys)
+            continue
         try:
-            image = sample.load()
+            decoded = sample.load()
         except InvalidImageError as err:
             log.warning("skipping %s: %s", sample.key, err)
             continue
-        pending.append((image, (sample.key, sample.label, sample.group, sample.held_out, False)))
-        if not sample.held_out:
-            for _ in range(copies.get(sample.label, 0)):
-                pending.append((augment(image, rng), (sample.key, sample.label, sample.group, False, True)))
+        rng = _rng(sample.key)
+        for i, key in enumerate(keys):
+            taken = decoded if i == 0 else augment(decoded.image, rng)
+            upload = taken.upload
+            pending.append((taken.image, (key, sample.label, sample.group, i > 0, upload.colourfulness,
+                                          upload.modality or "")))  # fmt: skip
         if len(pending) >= 8:
             flush()
         if n % 50 == 0:
             log.info("%d / %d images", n, len(samples))
     flush()
-    keys, labels, groups, held, augmented = (np.array(column) for column in zip(*meta, strict=True))
-    return {"x": np.concatenate(rows), "key": keys, "label": labels, "group": groups, "held_out": held,
-            "augmented": augmented}  # fmt: skip
+    columns = [np.array(column) for column in zip(*meta, strict=True)]
+    return {"x": np.concatenate(rows).astype(np.float32), **dict(zip(COLUMNS, columns, strict=True))}
 
 
-def fit(x: np.ndarray, labels: np.ndarray, groups: np.ndarray, classes: tuple[str, ...] = CLASSES) -> InputChecker:
-    """Fit the head and the frontal density score on training descriptors.
+def fit(data: dict[str, np.ndarray], options: FitOptions = FitOptions(), classes: tuple[str, ...] = CLASSES,
+        rows: np.ndarray | None = None) -> InputChecker:  # fmt: skip
+    """Fit the head and the frontal density score on the training descriptors ``data`` (``rows`` of them).
 
     The head is a class-balanced multinomial logistic regression on the standardised descriptors' top
     principal components; its regularisation is chosen by grouped cross-validation (balanced accuracy; no
-    group in two folds). The
-    density score's threshold is the 99th percentile of distances of frontal groups left out of the
-    subspace fit (grouped folds), so frontals from an unseen source are not refused by construction.
+    group in two folds). The density score's threshold is the ``distance_quantile`` of distances of frontal
+    groups left out of the subspace fit (grouped folds), so frontals from an unseen source are not refused by
+    construction. Colourful uploads and DICOM files of another modality are refused before the head.
     """
+    rows = np.arange(len(data["x"])) if rows is None else rows
+    x, labels, groups = data["x"][rows].astype(np.float64), data["label"][rows], data["group"][rows]
     center = x.mean(0)
     scale = x.std(0) + 1e-3
     z = (x - center) / scale
     # The head reads the top principal components of all training descriptors: a small, fast fit whose
     # weights fold back into one (K, D) matrix, so the check stays one matrix product at inference.
-    reducer = PCA(n_components=min(HEAD_DIMS, len(z) - 1), random_state=0).fit(z)
+    reducer = PCA(n_components=min(options.head_dims, len(z) - 1), random_state=0).fit(z)
     reduced = reducer.transform(z)
+    weights = _class_weights(labels, options.other_weight)
     folds = GroupKFold(n_splits=3)
-    best_c, best_score = C_GRID[0], -1.0
-    for c in C_GRID:
+    best_c, best_score = options.c_grid[0], -1.0
+    for c in options.c_grid:
         scores = []
         for train_rows, test_rows in folds.split(reduced, labels, groups):
-            model = _head(c).fit(reduced[train_rows], labels[train_rows])
+            model = _head(c, weights).fit(reduced[train_rows], labels[train_rows])
             scores.append(balanced_accuracy_score(labels[test_rows], model.predict(reduced[test_rows])))
-        log.info("C=%g: grouped-CV balanced accuracy %.3f", c, np.mean(scores))
+        log.debug("C=%g: grouped-CV balanced accuracy %.3f", c, np.mean(scores))
         if np.mean(scores) > best_score:
             best_c, best_score = c, float(np.mean(scores))
-    head = _head(best_c).fit(reduced, labels)
+    head = _head(best_c, weights).fit(reduced, labels)
     order = [list(head.classes_).index(name) for name in classes]
     weight = head.coef_[order] @ reducer.components_  # logits = coef @ (components @ (z - mean)) + intercept
     bias = head.intercept_[order] - weight @ reducer.mean_
@@ -109,7 +150,7 @@ def fit(x: np.ndarray, labels: np.ndarray, groups: np.ndarray, classes: tuple[st
     for train_rows, test_rows in folds.split(z[frontal], groups=groups[frontal]):
         subspace = _subspace(z[frontal][train_rows])
         left_out.append(_distance(subspace, z[frontal][test_rows]))
-    threshold = float(np.quantile(np.concatenate(left_out), DISTANCE_QUANTILE))
+    threshold = float(np.quantile(np.concatenate(left_out), options.distance_quantile))
     pca_mean, components, variances = _subspace(z[frontal])
     tensors = {"center": center, "scale": scale, "weight": weight, "bias": bias,
                "pca_mean": pca_mean, "components": components, "variances": variances}  # fmt: skip
@@ -117,23 +158,27 @@ def fit(x: np.ndarray, labels: np.ndarray, groups: np.ndarray, classes: tuple[st
         {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for k, v in tensors.items()},
         classes,
         threshold,
-        {
-            "C": best_c,
-            "grouped_cv_balanced_accuracy": round(best_score, 4),
-            "subspace_dims": len(variances),
-            "distance_quantile": DISTANCE_QUANTILE,
-        },
-    )
+        {"C": best_c, "grouped_cv_balanced_accuracy": round(best_score, 4), "head_dims": options.head_dims,
+         "other_weight": options.other_weight, "subspace_dims": len(variances),
+         "distance_quantile": options.distance_quantile},
+        colour_limit=options.colour_limit,
+    )  # fmt: skip
 
 
-C_GRID = (0.01, 0.1, 1.0)
-HEAD_DIMS = 128
-DISTANCE_QUANTILE = 0.99
 SUBSPACE_DIMS = 32
 
 
-def _head(c: float) -> LogisticRegression:
-    return LogisticRegression(C=c, class_weight="balanced", max_iter=3000)
+def _class_weights(labels: np.ndarray, other_weight: float) -> dict[str, float]:
+    """Balanced class weights (n / (K n_k)), the other-medical class's times ``other_weight``."""
+    names, counts = np.unique(labels, return_counts=True)
+    weights = {name: len(labels) / (len(names) * count) for name, count in zip(names, counts, strict=True)}
+    if "other_medical" in weights:
+        weights["other_medical"] *= other_weight
+    return weights
+
+
+def _head(c: float, weights: dict[str, float]) -> LogisticRegression:
+    return LogisticRegression(C=c, class_weight=weights, max_iter=3000)
 
 
 def _subspace(z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -148,74 +193,180 @@ def _distance(subspace: tuple[np.ndarray, np.ndarray, np.ndarray], z: np.ndarray
     return np.sqrt((((z - mean) @ components.T) ** 2 / variances).sum(1))
 
 
-def rates(checker: InputChecker, data: dict[str, np.ndarray], mask: np.ndarray) -> dict[str, dict[str, float]]:
-    """Per-class counts and rates on ``mask``: accepted, refused, and named as its own class."""
-    decisions = checker.decide(torch.from_numpy(data["x"][mask]))
-    labels = data["label"][mask]
+# --- rates ------------------------------------------------------------------------------------
+
+
+def summarise(labels: Sequence[str], accepted: Sequence[bool], named: Sequence[str]) -> dict[str, dict[str, float]]:
+    """Per-class counts and rates: ``n``, ``accepted``/``refused`` (counts and rates) and ``named_right``.
+
+    ``named`` is the class the check named (``frontal`` and ``inverted`` for accepted images). An inverted
+    radiograph is named right when it was recognised as one and accepted (corrected).
+    """
+    labels, accepted, named = np.asarray(labels), np.asarray(accepted, bool), np.asarray(named)
     out = {}
     for label in CLASSES:
         rows = labels == label
         n = int(rows.sum())
         if not n:
             continue
-        named = np.array([decisions[i][0] for i in np.flatnonzero(rows)])
-        accepted = np.isin(named, ["frontal", "inverted"])
-        right = accepted if label == "frontal" else named == label
-        if label == "inverted":
-            right = named == "inverted"
-        out[label] = {"n": n, "accepted": float(accepted.mean()), "refused": float(1 - accepted.mean()),
-                      "named_right": float(right.mean())}  # fmt: skip
+        right = accepted[rows] if label == "frontal" else named[rows] == label
+        out[label] = {"n": n, "accepted_n": int(accepted[rows].sum()), "refused_n": int(n - accepted[rows].sum()),
+                      "accepted": round(float(accepted[rows].mean()), 4),
+                      "refused": round(float(1 - accepted[rows].mean()), 4),
+                      "named_right": round(float(right.mean()), 4)}  # fmt: skip
     return out
+
+
+def cross_validated_rates(data: dict[str, np.ndarray], options: FitOptions, evaluate: np.ndarray,
+                          folds: int = 5) -> dict[str, dict[str, float]]:  # fmt: skip
+    """Per-class rates of ``options`` by grouped cross-validation on the training descriptors.
+
+    Every fold fits the whole check (:func:`fit`, its own inner C search) on the other folds' groups and
+    answers this fold's original (not augmented) rows that ``evaluate`` marks; rows outside ``evaluate``
+    (extra negatives) only ever train.
+    """
+    groups = data["group"]
+    labels, accepted, named = [], [], []
+    for train_rows, test_rows in GroupKFold(n_splits=folds).split(data["x"], data["label"], groups):
+        checker = fit(data, options, rows=train_rows)
+        test_rows = test_rows[evaluate[test_rows] & ~data["augmented"][test_rows]]
+        decisions = checker.decide(torch.from_numpy(data["x"][test_rows]), _uploads(data, test_rows))
+        for row, (name, _, _) in zip(test_rows, decisions, strict=True):
+            name = name.removeprefix("unfamiliar:").removeprefix("rule:")
+            labels.append(data["label"][row])
+            accepted.append(name in ("frontal", "inverted"))
+            named.append(name)
+    return summarise(labels, accepted, named)
+
+
+# The design changes compared (each alone on top of the previous design): Pillow's pictures as extra
+# negatives, the colour rule, a wider head, more weight on other medical images, a looser density threshold.
+CANDIDATES: dict[str, tuple[FitOptions, bool]] = {
+    "previous (no colour rule, no Pillow pictures)": (FitOptions(colour_limit=None), False),
+    "+ Pillow pictures": (FitOptions(colour_limit=None), True),
+    "+ colour rule": (FitOptions(), True),
+    "+ head on 256 PCA dims": (FitOptions(head_dims=256), True),
+    "+ other medical weighted x2": (FitOptions(other_weight=2.0), True),
+    "+ density quantile 0.95": (FitOptions(distance_quantile=0.95), True),
+}
+
+
+# The rate each class's goal is about.
+GOAL_RATE = {"frontal": "accepted", "inverted": "named_right", "lateral": "refused", "other_medical": "refused",
+             "not_medical": "refused"}  # fmt: skip
+
+
+def compare_designs(data: dict[str, np.ndarray]) -> dict[str, dict[str, dict[str, float]]]:
+    """Grouped-CV rates of every :data:`CANDIDATES` design on the same evaluated rows (no Pillow picture is
+    ever evaluated: they are training-only extras)."""
+    pillow = np.char.startswith(data["group"].astype(str), "pillow-")
+    out = {}
+    for name, (options, with_pillow) in CANDIDATES.items():
+        rows = np.flatnonzero(~pillow | with_pillow)
+        subset = {k: v[rows] for k, v in data.items()}
+        out[name] = cross_validated_rates(subset, options, ~pillow[rows])
+        log.info("%s: %s", name, {k: v[GOAL_RATE[k]] for k, v in out[name].items()})
+    return out
+
+
+def _uploads(data: dict[str, np.ndarray], rows: np.ndarray) -> list:
+    from cxr.io import Upload
+
+    return [Upload(float(data["colourfulness"][r]), str(data["modality"][r]) or None) for r in rows]
+
+
+def held_out_rates(predictor: Predictor, samples: Sequence[Sample]) -> tuple[dict[str, dict[str, float]], list]:
+    """End-to-end per-class rates of ``predictor``'s check on ``samples`` (decoded as uploads, predicted in
+    batches of 8, negatives read again): what config.json records, the README quotes and the tests assert.
+
+    Returns the rates and ``(sample, prediction)`` pairs.
+    """
+    predictions = predictor.predict_batch([s.load() for s in samples])
+    labels, accepted, named = [], [], []
+    for s, p in zip(samples, predictions, strict=True):
+        check = p.input_check
+        labels.append(s.label)
+        accepted.append(check.accepted)
+        kind_class = {v: k for k, v in _KIND_CLASS.items()}
+        named.append("inverted" if check.inverted and check.accepted else kind_class[check.kind])
+    return summarise(labels, accepted, named), list(zip(samples, predictions, strict=True))
+
+
+_KIND_CLASS = {"frontal": "frontal_chest_xray", "lateral": "lateral_chest_xray",
+               "other_medical": "other_medical_image", "not_medical": "not_medical_image"}  # fmt: skip
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m train input-check", description=__doc__.splitlines()[0])
     parser.add_argument("weights", type=Path, help="weights folder to fit the check for (written into it)")
     parser.add_argument("--shared", type=Path, default=SHARED, help=f"shared data folder (default {SHARED})")
+    parser.add_argument("--pillow-images", type=Path, help="Pillow's sdist Tests/images folder (training only)")
     parser.add_argument("--nih-train", type=int, default=150, help="NIH patients for training (default 150)")
     parser.add_argument("--nih-test", type=int, default=40, help="NIH test-list patients held out (default 40)")
     parser.add_argument("--per-kind", type=int, default=30, help="made pictures per kind (default 30)")
-    parser.add_argument("--limit", type=int, default=0, help="at most this many images per class (0: all)")
-    parser.add_argument("--cache", type=Path, help="descriptor cache (.npz): read if present, else written")
-    parser.add_argument("--batch-threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--limit", type=int, default=0, help="at most this many images per class and part (0: all)")
+    parser.add_argument("--cache", type=Path, help="descriptor cache (.npz): rows it holds are not computed again")
+    parser.add_argument("--backend", default="auto", help="what runs the model (cxr.backends; default auto)")
+    parser.add_argument("--compare", action="store_true", help="print the designs' grouped-CV rates and stop")
+    parser.add_argument("--extract-only", action="store_true", help="fill the --cache and stop (fit nothing)")
     return parser
 
 
 def main(argv: list[str]) -> int:
-    """Fit, save into the weights folder, print the held-out rates as JSON."""
+    """Fit, answer the held-out part end to end, save into the weights folder, print the rates as JSON."""
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if args.batch_threads:
-        torch.set_num_threads(args.batch_threads)
-    predictor = Predictor.from_pretrained(args.weights, device="cpu")
-    if args.cache and args.cache.exists():
-        data = dict(np.load(args.cache))
-    else:
-        samples = all_samples(args.shared, args.nih_train, args.nih_test, args.per_kind)
-        if args.limit:
-            counts: Counter[tuple[str, bool]] = Counter()
-            kept = []
-            for s in samples:
-                counts[(s.label, s.held_out)] += 1
-                if counts[(s.label, s.held_out)] <= args.limit:
-                    kept.append(s)
-            samples = kept
-        data = extract(predictor, samples, COPIES)
+    predictor = Predictor.from_pretrained(args.weights, device="cpu", backend=args.backend)
+    samples = all_samples(args.shared, args.nih_train, args.nih_test, args.per_kind, args.pillow_images)
+    if args.limit:
+        samples = _limited(samples, args.limit)
+    training = [s for s in samples if not s.held_out]
+    cache = dict(np.load(args.cache)) if args.cache and args.cache.exists() else None
+    for start in range(0, len(training), CACHE_EVERY if args.cache else len(training)):
+        # In parts, each written to the cache as it is done: a long extraction that stops loses one part.
+        part = extract(predictor, training[start : start + CACHE_EVERY], COPIES, cache)
+        cache = part if cache is None else _merge(cache, part)
         if args.cache:
-            np.savez(args.cache, **data)
-    train = ~data["held_out"]
-    checker = fit(data["x"][train], data["label"][train], data["group"][train], CLASSES)
-    held = rates(checker, data, data["held_out"])
+            np.savez(args.cache, **cache)
+    data = extract(predictor, training, COPIES, cache)  # every row from the cache, in the samples' order
+    if args.extract_only:
+        return 0
+    if args.compare:
+        print(json.dumps(compare_designs(data), indent=2))
+        return 0
+    checker = fit(data, FitOptions())
+    predictor.input_checker = checker
+    held, _ = held_out_rates(predictor, [s for s in samples if s.held_out])
     checker = checker.with_metadata(
         {
-            "training_images": int(train.sum()),
+            "training_images": int((~data["augmented"]).sum()),
+            "training_rows": len(data["x"]),
+            "backend": predictor.backend_name,
             "held_out": held,
-            "held_out_note": "groups held out by hash; NIH: test-list patients",
+            "held_out_note": "end to end through Predictor; groups held out by hash, NIH: test-list patients, "
+            "pydicom's CT_small and MR_small",
         }
     )
     save_input_check(checker, args.weights)
     print(json.dumps(held, indent=2))
     return 0
+
+
+def _limited(samples: list[Sample], limit: int) -> list[Sample]:
+    """The first ``limit`` samples of every (class, held-out) pair, in order."""
+    counts: Counter[tuple[str, bool]] = Counter()
+    kept = []
+    for s in samples:
+        counts[(s.label, s.held_out)] += 1
+        if counts[(s.label, s.held_out)] <= limit:
+            kept.append(s)
+    return kept
+
+
+def _merge(cache: dict[str, np.ndarray], data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The cache with ``data``'s new rows added (rows it already had are kept once)."""
+    new = ~np.isin(data["key"], cache["key"])
+    return {k: np.concatenate([cache[k], data[k][new]]) for k in ("x", *COLUMNS)}
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from cxr.io import InvalidImageError, load_image, read_image_file
+from cxr.io import Decoded, InvalidImageError, decode, read_image_file
 from cxr.predictor import Prediction
 from cxr.scoring.inputs import ScoreInput
 from cxr.scoring.rows import error_row, prediction_row
@@ -28,7 +28,7 @@ class LoadedImage:
 
     item: ScoreInput
     sha256: str | None
-    image: np.ndarray | None = None
+    image: Decoded | None = None
     error: str | None = None
     skipped: bool = False  # already scored with these weights (same path and SHA-256)
 
@@ -43,7 +43,7 @@ def load_input(item: ScoreInput, done: set[tuple[str, str]] | frozenset = frozen
     if (item.path, sha) in done:
         return LoadedImage(item, sha, skipped=True)
     try:
-        return LoadedImage(item, sha, image=load_image(data, name=item.path))
+        return LoadedImage(item, sha, image=decode(data, name=item.path))
     except InvalidImageError as err:
         return LoadedImage(item, sha, error=str(err))
 
