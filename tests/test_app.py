@@ -55,8 +55,8 @@ def _rgb(path: str) -> np.ndarray:
 
 
 def test_the_readme_client_example_runs_against_the_app(app: LiveApp, predictor, tiny_weights, tmp_path) -> None:
-    """The documented gradio_client example, taken from README.md as written, run against the live server."""
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    """The documented gradio_client example, taken from docs/space.md as written, run against the live server."""
+    readme = (ROOT / "docs" / "space.md").read_text(encoding="utf-8")
     example = re.search(r"```python\n(from gradio_client import .*?)```", readme, re.DOTALL).group(1)
     assert "http://127.0.0.1:7860/" in example
     script = tmp_path / "example.py"
