@@ -123,6 +123,8 @@ def test_the_space_gets_the_app_library_requirements_and_examples_but_no_trainin
     assert "app.py" in files and "requirements.txt" not in files  # stage() writes the Space's own
     assert {f"cxr/{p.name}" for p in (ROOT / "cxr").glob("*.py")} <= files
     assert {f"examples/{p.name}" for p in (ROOT / "examples").glob("*.png")} <= files and "examples/SOURCES.md" in files
+    assert "docs/images/page-after-a-prediction.png" in files  # the README's screenshot
+    assert not [f for f in files if f.startswith("docs/") and not f.startswith("docs/images/")]  # not the site
     assert not [f for f in files if f.split("/")[0] in {"train", "tests", "bench", ".github", ".ci", ".venv"}]
     assert not [f for f in files if "__pycache__" in f or f.endswith(".pyc")]
     # The same selection on a synthetic tree, including a nested folder under cxr/.
@@ -231,7 +233,7 @@ def test_the_requirements_files_install_the_extras() -> None:
 
     assert lines("requirements.txt") == ["-e .[app,train,cams]"]
     assert lines("requirements-dev.txt") == ["-e .[dev]"]
-    assert "cxr[app,train,cams,zerogpu]" in PYPROJECT["project"]["optional-dependencies"]["dev"]
+    assert "cxr[app,train,cams,zerogpu,docs]" in PYPROJECT["project"]["optional-dependencies"]["dev"]
 
 
 @pytest.mark.parametrize("hardware", ["zero-gpu", "cpu-basic"])
