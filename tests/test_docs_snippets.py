@@ -180,7 +180,7 @@ def test_blocks_run_as_written(block: Block, workdir: Path, starter: Predictor, 
         PYTHONPATH=str(ROOT),
         HF_HUB_OFFLINE="1",
         HF_HOME=str(tmp_path / "hf-home"),
-        CXR_CACHE=str(tmp_path / "cxr-cache"),
+        CXR_CACHE=os.environ.get("CXR_CACHE", str(tmp_path / "cxr-cache")),  # the session's exports, if any
         CXR_BACKEND="torch",  # answers compared with an in-process torch fp32 Predictor
     )
     if block.language in {"python", "py"}:
