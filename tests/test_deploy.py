@@ -128,7 +128,7 @@ def test_the_space_gets_the_app_library_requirements_and_examples_but_no_trainin
     assert not [f for f in files if f.split("/")[0] in {"train", "tests", "bench", ".github", ".ci", ".venv"}]
     assert not [f for f in files if "__pycache__" in f or f.endswith(".pyc")]
     # The same selection on a synthetic tree, including a nested folder under cxr/.
-    for name in ("app.py", "README.md", "cxr/io.py", "cxr/__pycache__/io.cpython-311.pyc", "train/train.py",
+    for name in ("app.py", "README.md", "cxr/io.py", "cxr/__pycache__/io.cpython-311.pyc", "train/fitting/loop.py",
                  "tests/test_app.py", "examples/a.png", "weights/model.safetensors", "notes.txt"):  # fmt: skip
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text("x")
