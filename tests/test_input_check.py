@@ -1,8 +1,8 @@
 """The bundled starter's input check on its held-out images, the inverted case, and the unchanged findings.
 
-The held-out part (:mod:`train.check_data`: whole groups by hash, NIH test-list patients, pydicom's CT_small
+The held-out part (:mod:`train.input_check.samples`: whole groups by hash, NIH test-list patients, pydicom's CT_small
 and MR_small) chose nothing in the fit; every image of it is answered once end to end
-(:func:`train.input_check.held_out_rates`, module fixture, the backend the fit recorded) and the per-class
+(:func:`train.input_check.fit_checker.held_out_rates`, module fixture, the backend the fit recorded) and the per-class
 rates are asserted against the goals of issue 16 and against what config.json records.
 """
 
@@ -24,7 +24,7 @@ from cxr.predictor import Predictor
 from cxr.preprocess import preprocess
 from cxr.weights import WeightsError, load_config, load_model, save_input_check
 from tests.conftest import NIH_512, ROOT
-from train import negatives
+from train.input_check import negatives
 
 STARTER = ROOT / "cxr" / "starter"
 RECORDED = load_config(STARTER).input_check["metadata"]
@@ -39,8 +39,8 @@ def starter() -> Predictor:
 def held_out(shared_data: Path) -> tuple[dict, dict[str, tuple[str, object]]]:
     """(per-class rates, {key: (label, Prediction)}) of every held-out image of the check's data, answered once
     by the backend the fit recorded (what config.json's rates were measured with)."""
-    from train.check_data import all_samples
-    from train.input_check import held_out_rates
+    from train.input_check.fit_checker import held_out_rates
+    from train.input_check.samples import all_samples
 
     predictor = Predictor.from_pretrained(STARTER, device="cpu", backend=RECORDED["held_out_backend"])
     rates, answered = held_out_rates(predictor, [s for s in all_samples(shared_data) if s.held_out])

@@ -3,7 +3,7 @@
 Classes (:data:`CLASSES`): frontal chest radiographs (NIH and ood-dev's non-NIH frontals), the same stored
 inverted (negatives), laterals, other medical images (ood-dev's CT, MR, ultrasound and hand radiographs,
 scikit-image's medical samples, pydicom's bundled CT, MR, NM and ultrasound test files) and non-medical
-pictures (made by :mod:`train.negatives`, scikit-image's photographs and, when given, the distinct pictures
+pictures (made by :mod:`train.input_check.negatives`, scikit-image's photographs and, when given, the distinct pictures
 of Pillow's sdist ``Tests/images``). ood-dev is read from ``../shared``, never copied.
 
 A group (NIH patient, ood-dev case, photograph, generator seed) is held out or not as a whole, by a
@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from cxr.io import DICOM_SUFFIXES, Decoded, InvalidImageError, decode
-from train import negatives
+from train.input_check import negatives
 
 CLASSES: tuple[str, ...] = ("frontal", "inverted", "lateral", "other_medical", "not_medical")
 HELD_OUT_PERCENT = 30
@@ -99,7 +99,7 @@ def ood_samples(shared: Path = SHARED) -> list[Sample]:
 
 
 def made_samples(per_kind: int = 40) -> list[Sample]:
-    """Non-medical pictures: ``per_kind`` of each :data:`train.negatives.MAKERS` kind, plus photographs."""
+    """Non-medical pictures: ``per_kind`` of each :data:`train.input_check.negatives.MAKERS` kind, plus photographs."""
     samples = []
     for kind in negatives.MAKERS:
         for seed in range(per_kind):

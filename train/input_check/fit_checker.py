@@ -1,6 +1,6 @@
 """``python -m train input-check WEIGHTS``: fit the input check of a weights folder and save it beside the weights.
 
-Runs the folder's own model once over every training image of :mod:`train.check_data` (also as augmented
+Runs the folder's own model once over every training image of :mod:`train.input_check.samples` (also as augmented
 re-takes), keeps what the check reads (:func:`cxr.input_check.descriptors` and the upload's
 :class:`cxr.io.Upload`), fits :func:`fit` on them, then answers every held-out image end to end with the
 fitted check (:func:`held_out_rates`, the same function the tests run) and records those per-class rates in
@@ -33,7 +33,7 @@ from cxr.io import InvalidImageError
 from cxr.predictor import Predictor
 from cxr.preprocess import preprocess
 from cxr.weights import save_input_check
-from train.check_data import CLASSES, SHARED, Sample, all_samples, augment
+from train.input_check.samples import CLASSES, SHARED, Sample, all_samples, augment
 
 log = logging.getLogger(__name__)
 
