@@ -42,6 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SPACE_FILES = [
     "app.py", "README.md", "LICENSE", "cxr/*.py", "cxr/starter/*", "examples/*.png", "examples/*.md",
     "examples/thumbnails/*.jpg",  # the page's example buttons (app.THUMBNAILS)
+    "docs/images/*.png",  # the README's screenshot, so the Space's card shows it too
 ]  # fmt: skip
 NEVER = ["**/__pycache__/**", "*.pyc"]
 REQUIREMENTS_FILE = "requirements.txt"

@@ -3,8 +3,8 @@
     python bench/loader_speed.py --images ../shared/data/samples/nih --image-size 512 --workers 0 1 2
 
 Both loaders yield what training consumes, (N, S, S) uint8 batches: the PNG loader runs
-``train.prepare.prepare_image`` (cxr.io.load_image + fit_to_square) per item, as training would
-without ``prepare``; the cache loader is ``train.dataset.CachedDataset``. The few sample images are
+``train.data.prepare.prepare_image`` (cxr.io.load_image + fit_to_square) per item, as training would
+without ``prepare``; the cache loader is ``train.data.dataset.CachedDataset``. The few sample images are
 cycled, so the cache is served from the page cache (as a warm cache on a fast SSD would be).
 Prints a Markdown table of images/s per worker count.
 """
@@ -21,10 +21,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from cxr.labels import CHESTXRAY14_LABELS
-from train.cache import ImageCache
-from train.data import Record, find_images
-from train.dataset import CachedDataset
-from train.prepare import prepare_image
+from train.data.cache import ImageCache
+from train.data.dataset import CachedDataset
+from train.data.nih import Record, find_images
+from train.data.prepare import prepare_image
 
 
 class PngDataset(Dataset):

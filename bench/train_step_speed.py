@@ -3,7 +3,7 @@
     python bench/train_step_speed.py                                   # GPU: resnet50, 512 px, batch 64
     python bench/train_step_speed.py --device cpu --batch-size 4 --steps 3 --modes fp32 fp32+cl
 
-One step is what ``train.train`` does per batch: uint8 batch -> ``to_model_input`` (augmentation and
+One step is what ``train.fitting.loop`` does per batch: uint8 batch -> ``to_model_input`` (augmentation and
 normalisation on the device) -> forward -> weighted BCE -> backward -> AdamW step. Prints a Markdown
 table of images/s per mode, with the device's name; compare it with bench/loader_speed.py (the
 loader should deliver at least 3x what the step consumes).
@@ -21,8 +21,8 @@ import torch.nn.functional as F
 
 from cxr.config import ModelConfig
 from cxr.model import CXRNet
-from train.augment import Augmentation
-from train.dataset import to_model_input
+from train.data.augment import Augmentation
+from train.data.dataset import to_model_input
 
 MODES = ("fp32", "fp32+cl", "bf16", "bf16+cl", "bf16+cl+compile")
 

@@ -9,7 +9,7 @@ import tarfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from train.data import TEST_LIST, TRAIN_VAL_LIST, read_split_list
+from train.data.nih import TEST_LIST, TRAIN_VAL_LIST, read_split_list
 
 LAYOUTS = ("nih-extracted", "kaggle", "archives", "flat")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -56,8 +57,8 @@ def _rgb(path: str) -> np.ndarray:
 
 
 def test_the_readme_client_example_runs_against_the_app(app: LiveApp, predictor, tiny_weights, tmp_path) -> None:
-    """The documented gradio_client example, taken from README.md as written, run against the live server."""
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    """The documented gradio_client example, taken from docs/space.md as written, run against the live server."""
+    readme = (ROOT / "docs" / "space.md").read_text(encoding="utf-8")
     example = re.search(r"```python\n(from gradio_client import .*?)```", readme, re.DOTALL).group(1)
     assert "http://127.0.0.1:7860/" in example
     script = tmp_path / "example.py"
@@ -76,6 +77,26 @@ def test_the_readme_client_example_runs_against_the_app(app: LiveApp, predictor,
     assert chance_and_empty == f"{expected.at_chance} {list(expected.empty_maps)}"
     assert caption == expected.caption("Effusion")
     assert sha256 == sha256_of(tiny_weights / "model.safetensors")
+
+
+def test_the_documented_curl_calls_answer_like_the_library(app: LiveApp, predictor, tmp_path) -> None:
+    """docs/space.md's curl block, as written (bash, with the live server's URL), answers like ``Predictor``."""
+    page = (ROOT / "docs" / "space.md").read_text(encoding="utf-8")
+    block = re.search(r"## With curl\n.*?```bash\n(.*?)```", page, re.DOTALL).group(1)
+    assert block.startswith("URL=http://127.0.0.1:7860 ")
+    (tmp_path / "examples").symlink_to(ROOT / "examples")
+    script = block.replace("URL=http://127.0.0.1:7860", f"URL={app.url.rstrip('/')}", 1)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}  # `python`
+    result = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    expected = predictor.predict(ROOT / "examples" / "00000001_000.png")
+    assert result.stdout.strip().splitlines()[-1] == str(expected.positive)
+    record, overlay = json.loads((tmp_path / "answer.json").read_text())
+    got = np.array([record["probabilities"][label] for label in CHESTXRAY14_LABELS])
+    np.testing.assert_allclose(got, expected.probabilities, atol=1e-5, rtol=0)
+    assert record["labels"] == list(CHESTXRAY14_LABELS) and overlay["url"].startswith(app.url.rstrip("/"))
 
 
 @pytest.mark.parametrize("image", NIH_EXAMPLES, ids=lambda p: p.stem)

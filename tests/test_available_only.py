@@ -15,7 +15,7 @@ import pytest
 from cxr.provenance import describe_subset
 from tests.train_helpers import IMAGE_SIZE, TINY_RUN
 from train.__main__ import main as train_main
-from train.data import official_split
+from train.data.nih import official_split
 
 METADATA = ("Data_Entry_2017_v2020.csv.gz", "train_val_list.txt", "test_list.txt", "BBox_List_2017.csv")
 OFFICIAL = {"train_val": 86524, "test": 25596}  # lines of NIH's train_val_list.txt and test_list.txt

@@ -468,3 +468,34 @@ def test_on_a_phone_the_caption_is_readable_text_under_the_images(phone, predict
     assert float(phone.locator("#caption p").first.evaluate("e => parseFloat(getComputedStyle(e).fontSize)")) >= 14
     phone.locator("#at-chance").scroll_into_view_if_needed()
     _keep_screenshot(phone, tmp_path, "phone-at-chance-and-empty-map.png")
+
+
+README_SCREENSHOT_IMAGE = "00000457_002.png"  # NIH test list, Cardiomegaly|Effusion (public domain)
+
+
+@pytest.fixture(scope="module")
+def starter_app(tmp_path_factory: pytest.TempPathFactory):
+    """The Space as a fresh machine starts it: no weights given, the Hub offline, so the bundled starter."""
+    with running_app(None, tmp_path_factory.mktemp("starter-app")) as live:
+        yield live
+
+
+def test_the_bundled_starter_page_after_a_prediction_as_the_readme_shows_it(
+    browser, starter_app: LiveApp, shared_data: Path, tmp_path
+) -> None:
+    """The README's screenshot (docs/images/page-after-a-prediction.png) is this page, kept by this test."""
+    image = shared_data / "nih-cxr14" / "images" / README_SCREENSHOT_IMAGE
+    expected = Predictor.from_pretrained(device="cpu").predict(image)  # the bundled starter, torch fp32
+    context, page = _open(browser, starter_app, DESKTOP)
+    try:
+        assert not page.locator("#untrained-banner").is_visible()  # trained weights: no red warning
+        assert "starter" in _visible_text(page).lower() and "not a medical device" in _visible_text(page)
+        _upload(page, image)
+        _wait_for_results(page)
+        _assert_rows_match(page, expected)
+        assert expected.at_chance and page.locator("#at-chance").is_visible()  # 7 findings at chance, greyed
+        _, shown = _overlay(page)
+        assert_same_picture(shown, expected.overlay(first_heatmap(expected)[0]))
+        _keep_screenshot(page, tmp_path, "readme-page-after-a-prediction.png")
+    finally:
+        context.close()

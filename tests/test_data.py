@@ -1,4 +1,4 @@
-"""train.data on NIH's real metadata (../shared/data) and on small files written here."""
+"""train.data.nih on NIH's real metadata (../shared/data) and on small files written here."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from cxr.labels import CHESTXRAY8_LABELS, CHESTXRAY14_LABELS
-from train.data import (
+from train.data.nih import (
     DataError,
     Record,
     Split,

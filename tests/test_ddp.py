@@ -11,9 +11,9 @@ import torch
 
 from cxr.weights import load_model
 from tests.train_helpers import TINY_RUN, FitProcess, fit_command, prepared_synth
-from train import checkpoint as ckpt
-from train.distributed import World, gather_rows
-from train.export import METRICS_LOG, read_metrics_log
+from train.fitting import checkpoint as ckpt
+from train.fitting.distributed import World, gather_rows
+from train.fitting.export import METRICS_LOG, read_metrics_log
 
 EPOCHS = 2
 

@@ -103,15 +103,32 @@ def test_deploy_runs_on_main_only_after_the_tests_pass_with_repository_settings(
     assert "secrets." not in yaml.safe_dump(steps[:-1])  # the token reaches the upload step only
 
 
+def test_the_docs_site_is_built_strictly_on_every_push_and_deployed_to_pages_from_main_only() -> None:
+    workflow = _workflow("docs.yml")
+    assert "push" in workflow["on"] and not (workflow["on"]["push"] or {}).get("branches")  # every branch
+    build, deploy = workflow["jobs"]["build"], workflow["jobs"]["deploy"]
+    runs = [step.get("run", "") for step in build["steps"]]
+    assert any("mkdocs build --strict" in run for run in runs)
+    assert any("['optional-dependencies']['docs']" in run for run in runs)  # the docs extra of pyproject.toml
+    uses = {step["uses"].split("@")[0] for step in build["steps"] + deploy["steps"] if "uses" in step}
+    assert {"actions/upload-pages-artifact", "actions/deploy-pages"} <= uses
+    assert workflow["permissions"] == {"contents": "read"}  # only the deploy job may write to Pages
+    assert deploy["permissions"] == {"pages": "write", "id-token": "write"}
+    assert deploy["needs"] == "build" and "refs/heads/main" in deploy["if"]
+    assert deploy["environment"]["name"] == "github-pages"
+
+
 def test_the_space_gets_the_app_library_requirements_and_examples_but_no_training_or_tests(tmp_path) -> None:
     files = set(deploy_space.space_files(ROOT))
     assert "app.py" in files and "requirements.txt" not in files  # stage() writes the Space's own
     assert {f"cxr/{p.name}" for p in (ROOT / "cxr").glob("*.py")} <= files
     assert {f"examples/{p.name}" for p in (ROOT / "examples").glob("*.png")} <= files and "examples/SOURCES.md" in files
+    assert "docs/images/page-after-a-prediction.png" in files  # the README's screenshot
+    assert not [f for f in files if f.startswith("docs/") and not f.startswith("docs/images/")]  # not the site
     assert not [f for f in files if f.split("/")[0] in {"train", "tests", "bench", ".github", ".ci", ".venv"}]
     assert not [f for f in files if "__pycache__" in f or f.endswith(".pyc")]
     # The same selection on a synthetic tree, including a nested folder under cxr/.
-    for name in ("app.py", "README.md", "cxr/io.py", "cxr/__pycache__/io.cpython-311.pyc", "train/train.py",
+    for name in ("app.py", "README.md", "cxr/io.py", "cxr/__pycache__/io.cpython-311.pyc", "train/fitting/loop.py",
                  "tests/test_app.py", "examples/a.png", "weights/model.safetensors", "notes.txt"):  # fmt: skip
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text("x")
@@ -216,7 +233,7 @@ def test_the_requirements_files_install_the_extras() -> None:
 
     assert lines("requirements.txt") == ["-e .[app,train,cams]"]
     assert lines("requirements-dev.txt") == ["-e .[dev]"]
-    assert "cxr[app,train,cams,zerogpu]" in PYPROJECT["project"]["optional-dependencies"]["dev"]
+    assert "cxr[app,train,cams,zerogpu,docs]" in PYPROJECT["project"]["optional-dependencies"]["dev"]
 
 
 @pytest.mark.parametrize("hardware", ["zero-gpu", "cpu-basic"])

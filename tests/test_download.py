@@ -16,8 +16,8 @@ from tqdm import tqdm
 
 from tests.download_server import Files, serve
 from tests.nih_fixtures import nih_archive
-from train import download as dl
-from train.download import NIH_FILES, DownloadError, Item, download, fetch
+from train.data import download as dl
+from train.data.download import NIH_FILES, DownloadError, Item, download, fetch
 
 ARCHIVES = ("images_01.tar.gz", "images_02.tar.gz", "images_03.tar.gz")
 

@@ -26,10 +26,10 @@ from cxr.preprocess import Letterbox, preprocess
 from cxr.weights import WEIGHTS_FILE, WeightsError, load_config, load_model, save_model, sha256_of
 from tests.conftest import make_model
 from train.__main__ import main as train_main
-from train.data import find_images, label_matrix, official_split, read_bbox_list
+from train.data.nih import find_images, label_matrix, official_split, read_bbox_list
+from train.data.synth import SynthConfig, generate
 from train.evaluation.evaluate import save_config_keeping_weights
 from train.evaluation.localization import LocalizationCase, evaluate_localization
-from train.synth import SynthConfig, generate
 
 # Thresholds away from 0.5, so that converting them under new temperatures is a real change.
 SMALL = ModelConfig(trunk="resnet18", image_size=64, thresholds=tuple(np.linspace(0.3, 0.7, 14).round(3)))

@@ -7,7 +7,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from cxr.labels import CHESTXRAY8_LABELS, CHESTXRAY14_LABELS
-from train.data import Record, find_data_entry, read_data_entry, read_split_list
+from train.data.nih import Record, find_data_entry, read_data_entry, read_split_list
 from train.evaluation.bootstrap import BootstrapSettings
 from train.evaluation.relabels import Relabel, find_relabels, read_relabels, relabel_auroc
 

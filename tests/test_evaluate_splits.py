@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from train.data import DataError, official_split, write_split
+from train.data.nih import DataError, official_split, write_split
+from train.data.synth import SynthConfig, generate
 from train.evaluation.splits import check_split, load_split
-from train.synth import SynthConfig, generate
 
 
 @pytest.fixture(scope="module")

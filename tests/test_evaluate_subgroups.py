@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from train.data import Record
+from train.data.nih import Record
 from train.evaluation.bootstrap import BootstrapSettings
 from train.evaluation.subgroups import age_band, subgroup_attributes, subgroup_auroc
 

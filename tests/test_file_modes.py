@@ -13,8 +13,8 @@ import torch
 
 from cxr.weights import load_model, save_model, temp_file
 from tests.conftest import make_model
-from train.cache import ImageCache
-from train.checkpoint import load_checkpoint, save_checkpoint
+from train.data.cache import ImageCache
+from train.fitting.checkpoint import load_checkpoint, save_checkpoint
 
 
 @pytest.fixture(params=[0o022, 0o027, 0o077], ids=["umask022", "umask027", "umask077"])

@@ -1,4 +1,4 @@
-"""Validation logits (train.inference) are the served numbers: the float32 head of cxr.cam under bf16 autocast."""
+"""Validation logits (train.fitting.inference) are the served numbers: cxr.cam's float32 head under bf16 autocast."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from cxr.cam import logits_and_grad_cams
 from cxr.predictor import precision_context
 from tests.conftest import TINY_CONFIG, make_model
 from tests.train_helpers import IMAGE_SIZE, prepared_synth
-from train.cache import ImageCache, default_cache_dir
-from train.data import official_split
-from train.dataset import CachedDataset, to_model_input
-from train.inference import predict_logits
+from train.data.cache import ImageCache, default_cache_dir
+from train.data.dataset import CachedDataset, to_model_input
+from train.data.nih import official_split
+from train.fitting.inference import predict_logits
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """The bundled starter's input check on its held-out images, the inverted case, and the unchanged findings.
 
-The held-out part (:mod:`train.check_data`: whole groups by hash, NIH test-list patients) chose nothing in
+The held-out part (:mod:`train.input_check.samples`: whole groups by hash, NIH test-list patients) chose nothing in
 the fit; every image of it is run once through the real predictor (module fixture) and the per-class rates
 are asserted against the goals of issue 16.
 """
@@ -20,7 +20,7 @@ from cxr.input_check import CHECK_FILE, FRONTAL, NOT_MEDICAL, UNCHECKED, InputCh
 from cxr.predictor import Predictor
 from cxr.weights import WeightsError, load_model, save_input_check
 from tests.conftest import NIH_512, ROOT
-from train import negatives
+from train.input_check import negatives
 
 STARTER = ROOT / "cxr" / "starter"
 
@@ -33,7 +33,7 @@ def starter() -> Predictor:
 @pytest.fixture(scope="module")
 def held_out(starter: Predictor, shared_data: Path) -> dict[str, tuple[str, object]]:
     """{key: (label, Prediction)} for every held-out image of the check's data, predicted once."""
-    from train.check_data import all_samples
+    from train.input_check.samples import all_samples
 
     samples = [s for s in all_samples(shared_data) if s.held_out]
     predictions = starter.predict_batch([s.load() for s in samples])

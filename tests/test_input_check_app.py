@@ -32,7 +32,7 @@ from tests.test_browser import (
     _open,
     _upload,
 )
-from train import negatives
+from train.input_check import negatives
 
 playwright = pytest.importorskip("playwright.sync_api")
 

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from tests.nih_fixtures import LAYOUTS, small_nih
-from train import prepare as prepare_module
-from train.archives import archive_names, find_archived_images
-from train.data import DataError, find_images
-from train.prepare import prepare, prepare_image
+from train.data import prepare as prepare_module
+from train.data.archives import archive_names, find_archived_images
+from train.data.nih import DataError, find_images
+from train.data.prepare import prepare, prepare_image
 
 SIZE = 64
 

@@ -10,8 +10,8 @@ import torch
 
 from cxr.config import ConfigError
 from cxr.model import pretrained_mean_std
-from train.config import make_config
-from train.losses import wang_betas, wang_weighted_bce
+from train.fitting.config import make_config
+from train.fitting.losses import wang_betas, wang_weighted_bce
 
 
 def test_wang_loss_equals_the_formula_by_hand() -> None:

@@ -40,14 +40,14 @@ def client(app: LiveApp) -> Client:
 
 
 def _readme_mcp_config() -> dict:
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    readme = (ROOT / "docs" / "space.md").read_text(encoding="utf-8")
     block = re.search(r"```json\n(\{\s*\"mcpServers\".*?)```", readme, re.DOTALL)
-    assert block, "README.md has no MCP client config block"
+    assert block, "docs/space.md has no MCP client config block"
     return json.loads(block.group(1))
 
 
 def _mcp_url(app: LiveApp) -> str:
-    """The live server's MCP endpoint, at the path the README's client config names."""
+    """The live server's MCP endpoint, at the path the documented client config (docs/space.md) names."""
     (server,) = _readme_mcp_config()["mcpServers"].values()
     return app.url.rstrip("/") + urlparse(server["url"]).path
 

@@ -9,10 +9,10 @@ import torch
 
 from cxr.config import ModelConfig
 from cxr.model import CXRNet
-from train import memory
 from train.__main__ import main as train_main
-from train.memory import DoesNotFit, footprint, plan_accum_steps
-from train.synth import SynthConfig, generate
+from train.data.synth import SynthConfig, generate
+from train.fitting import memory
+from train.fitting.memory import DoesNotFit, footprint, plan_accum_steps
 
 CPU = torch.device("cpu")
 

@@ -18,10 +18,10 @@ from cxr.weights import WEIGHTS_FILE, load_config, load_model, save_model, sha25
 from tests.conftest import ROOT, make_model
 from tests.hub_standin import HubStandIn
 from train.__main__ import main as train_main
-from train.evaluation.card import CARD_TEMPLATE, base_model
-from train.evaluation.publish import PublishError
-from train.evaluation.publish import stage as stage_folder
-from train.synth import SynthConfig, generate
+from train.data.synth import SynthConfig, generate
+from train.publishing.card import CARD_TEMPLATE, base_model
+from train.publishing.publish import PublishError
+from train.publishing.publish import stage as stage_folder
 
 pytestmark = pytest.mark.slow  # the module fixture trains and evaluates a small model (about a minute)
 

@@ -1,6 +1,6 @@
-"""The README's tiny end-to-end run (prepare, fit, evaluate, predict on real NIH images), line for line.
+"""The tiny end-to-end run of docs/training.md (prepare, fit, evaluate, predict on real NIH images), line for line.
 
-The lines are read from the README's "A tiny end-to-end run" block and run in this process, with ``$DATA``
+The lines are read from the page's "A tiny end-to-end run" block and run in this process, with ``$DATA``
 pointing at 40 of the shared real images (with all of NIH's metadata) so the suite stays fast.
 """
 
@@ -23,16 +23,16 @@ METADATA = ("Data_Entry_2017_v2020.csv.gz", "train_val_list.txt", "test_list.txt
 
 
 def readme_tiny_run() -> list[str]:
-    """The command lines of the README block under "### A tiny end-to-end run"."""
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    block = re.search(r"### A tiny end-to-end run\n.*?```bash\n(.*?)```", text, re.DOTALL)
-    assert block, "README.md has no tiny end-to-end run"
+    """The command lines of the docs/training.md block under "## A tiny end-to-end run"."""
+    text = (ROOT / "docs" / "training.md").read_text(encoding="utf-8")
+    block = re.search(r"## A tiny end-to-end run\n.*?```bash\n(.*?)```", text, re.DOTALL)
+    assert block, "docs/training.md has no tiny end-to-end run"
     return [line for line in block.group(1).splitlines() if line.startswith("python -m ")]
 
 
 @pytest.fixture
 def data(shared_data: Path, tmp_path: Path) -> Path:
-    """NIH's metadata and 30 train_val + 10 test real images, as symlinks, with the image the README predicts on."""
+    """NIH's metadata and 30 train_val + 10 test real images, as symlinks, with the image the page predicts on."""
     source = shared_data / "nih-cxr14"
     root = tmp_path / "nih"
     (root / "images").mkdir(parents=True)

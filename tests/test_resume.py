@@ -13,8 +13,8 @@ import torch
 
 from cxr.weights import WEIGHTS_FILE, load_model
 from tests.train_helpers import TINY_RUN, FitProcess, comparable, fit_command, model_tensors, prepared_synth
-from train import checkpoint as ckpt
-from train.export import METRICS_LOG, read_metrics_log
+from train.fitting import checkpoint as ckpt
+from train.fitting.export import METRICS_LOG, read_metrics_log
 
 EPOCHS = 3
 RUN_ARGS = [*TINY_RUN, "--epochs", str(EPOCHS), "--batch-size", "16", "--lr", "0.002"]

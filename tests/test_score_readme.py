@@ -1,4 +1,4 @@
-"""The README's "Score an archive" commands, line for line, on a CheXpert-layout fixture of real NIH images.
+"""The "Score an archive" commands of docs/scoring.md, line for line, on a CheXpert-layout fixture of real NIH images.
 
 They run with the default weights (the bundled starter, the Hub being offline in tests); the Ray line starts a
 local cluster of its own, which it must shut down.
@@ -23,10 +23,10 @@ ray = pytest.importorskip("ray")
 
 
 def readme_lines() -> list[list[str]]:
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    text = (ROOT / "docs" / "scoring.md").read_text(encoding="utf-8")
     section = text.split("## Score an archive", 1)[1]
     block = re.search(r"```bash\n(.*?)```", section, re.S)
-    assert block, "README.md has no Score an archive block"
+    assert block, "docs/scoring.md has no Score an archive block"
     return [shlex.split(line) for line in block.group(1).splitlines() if line.strip()]
 
 

@@ -14,7 +14,7 @@ from cxr.sources import STARTER_DIR
 from cxr.weights import WeightsError, load_config, load_model
 from tests.conftest import NIH_EXAMPLES
 from train.__main__ import main as train_main
-from train.evaluation.card import reliability_paragraph
+from train.publishing.card import reliability_paragraph
 
 pytestmark = pytest.mark.skipif(not (STARTER_DIR / "config.json").is_file(), reason="no bundled starter model")
 

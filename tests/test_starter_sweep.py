@@ -1,4 +1,4 @@
-"""train.starter picks the grid point by validation only, and train.train.set_determinism enforces determinism."""
+"""train.fitting.starter picks the grid point by validation only; train.fitting.loop.set_determinism is enforced."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from train.starter import SHARED, best_epoch, choose, run_name
-from train.train import set_determinism
+from train.fitting.loop import set_determinism
+from train.fitting.starter import SHARED, best_epoch, choose, run_name
 
 
 def _log(run: Path, aurocs: list[float | None]) -> None:

@@ -14,8 +14,9 @@ from cxr.labels import CHESTXRAY14_LABELS
 from cxr.preprocess import fit_to_square, normalize
 from tests.conftest import TINY_CONFIG
 from train import __main__ as train_cli
-from train.cache import CacheError, ImageCache
-from train.data import (
+from train.data.cache import CacheError, ImageCache
+from train.data.dataset import CachedDataset, to_model_input
+from train.data.nih import (
     find_data_entry,
     find_images,
     label_matrix,
@@ -24,9 +25,8 @@ from train.data import (
     read_data_entry,
     read_split_list,
 )
-from train.dataset import CachedDataset, to_model_input
-from train.prepare import prepare
-from train.synth import PATTERNS, SynthConfig, background, draw_findings, generate, pattern
+from train.data.prepare import prepare
+from train.data.synth import PATTERNS, SynthConfig, background, draw_findings, generate, pattern
 
 SMALL = SynthConfig(patients=12, size=96, seed=3)
 

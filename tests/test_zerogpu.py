@@ -62,7 +62,8 @@ def test_off_zero_gpu_nothing_changes_the_decorator_is_the_function_and_answers_
         return x
 
     assert spaces.GPU(duration=zerogpu.GPU_DURATION_S)(model_call) is model_call  # the real decorator, a no-op here
-    assert f"`@spaces.GPU(duration={zerogpu.GPU_DURATION_S})`" in (ROOT / "README.md").read_text(encoding="utf-8")
+    documented = (ROOT / "docs" / "space.md").read_text(encoding="utf-8")
+    assert f"`@spaces.GPU(duration={zerogpu.GPU_DURATION_S})`" in documented
     front = zerogpu.ZeroGpuPredictor(predictor)
     assert front.run_model == front._run_model  # decorated, and still the model call itself
     assert_same_predictions([front.predict(image) for image in images], predictor.predict_batch(images))

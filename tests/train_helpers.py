@@ -12,8 +12,8 @@ from pathlib import Path
 import torch
 
 from tests.conftest import ROOT
-from train.prepare import prepare
-from train.synth import SynthConfig, generate
+from train.data.prepare import prepare
+from train.data.synth import SynthConfig, generate
 
 IMAGE_SIZE = 64  # the network input of every training test (resnet18 trunk)
 # Settings every test run shares: small, offline, deterministic on CPU.

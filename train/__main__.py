@@ -10,14 +10,17 @@ import importlib
 import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
-    "download": ("train.download", "fetch the NIH archives and metadata, resumable and checksummed"),
-    "synth": ("train.synth", "write a small synthetic dataset in the NIH layout"),
-    "prepare": ("train.prepare", "decode and resize every image once into a uint8 cache"),
-    "fit": ("train.fit_cli", "train and export the best epoch as a weights folder"),
+    "download": ("train.data.download", "fetch the NIH archives and metadata, resumable and checksummed"),
+    "synth": ("train.data.synth", "write a small synthetic dataset in the NIH layout"),
+    "prepare": ("train.data.prepare", "decode and resize every image once into a uint8 cache"),
+    "fit": ("train.fitting.cli", "train and export the best epoch as a weights folder"),
     "evaluate": ("train.evaluation.evaluate", "metrics, calibration, subgroups and localization on a split"),
-    "publish": ("train.evaluation.publish", "write the model card and upload a weights folder to the Hub"),
-    "input-check": ("train.input_check", "fit the input check (is it a frontal chest radiograph?) of a weights folder"),
-    "starter": ("train.starter", "the validation sweep that made the bundled starter model (one GPU)"),
+    "publish": ("train.publishing.publish", "write the model card and upload a weights folder to the Hub"),
+    "input-check": (
+        "train.input_check.fit_checker",
+        "fit the input check (is it a frontal chest radiograph?) of a weights folder",
+    ),
+    "starter": ("train.fitting.starter", "the validation sweep that made the bundled starter model (one GPU)"),
 }
 
 

@@ -30,8 +30,8 @@ from cxr.config import ModelConfig
 from cxr.labels import CHESTXRAY8_LABELS
 from cxr.preprocess import Letterbox
 from cxr.weights import CONFIG_FILE, WEIGHTS_FILE, WeightsError, load_model, sha256_of
-from train.cache import CacheError, ImageCache, default_cache_dir
-from train.data import (
+from train.data.cache import CacheError, ImageCache, default_cache_dir
+from train.data.nih import (
     BBOX_LIST,
     TEST_LIST,
     Box,

@@ -23,9 +23,9 @@ from cxr.io import load_image
 from cxr.model import CXRNet
 from cxr.predictor import precision_context
 from cxr.preprocess import fit_to_square, normalize
-from train.cache import ImageCache
-from train.data import Record
-from train.dataset import CachedDataset, to_model_input
+from train.data.cache import ImageCache
+from train.data.dataset import CachedDataset, to_model_input
+from train.data.nih import Record
 
 
 class DecodedImages(Dataset):

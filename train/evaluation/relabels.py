@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from train.data import Record
+from train.data.nih import Record
 from train.evaluation.bootstrap import BootstrapSettings, auroc_with_intervals
 from train.evaluation.metrics import json_number
 

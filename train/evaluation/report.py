@@ -1,6 +1,6 @@
 """``report.md``: an evaluation's metrics.json in words, tables and plots.
 
-The sections here are also used by the model card (:mod:`train.evaluation.publish`).
+The sections here are also used by the model card (:mod:`train.publishing.publish`).
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from train.data import (
+from train.data.nih import (
     TEST_LIST,
     TRAIN_VAL_LIST,
     DataError,
@@ -24,7 +24,7 @@ from train.data import (
     read_split_list,
     records_by_name,
 )
-from train.export import SPLIT_FILE
+from train.fitting.export import SPLIT_FILE
 
 
 def check_split(split: Split, data_dir: Path, source: str) -> None:

@@ -20,8 +20,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from train.export import METRICS_LOG, read_metrics_log
-from train.validation import score
+from train.fitting.export import METRICS_LOG, read_metrics_log
+from train.fitting.validation import score
 
 # The grid and the settings every run shares. From scratch (no ImageNet weights can be fetched where the
 # starter was made), so: long schedules on few images, warm-up, weight decay, the default augmentation.

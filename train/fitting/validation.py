@@ -13,11 +13,11 @@ import torch
 import torch.nn.functional as F
 
 from cxr.config import ModelConfig
-from train import checkpoint as ckpt
-from train.dataset import CachedDataset
+from train.data.dataset import CachedDataset
 from train.evaluation.metrics import choose_thresholds, json_number, mean_auroc, per_label_auroc
-from train.export import CURVES_PLOT, METRICS_LOG, export_weights, exported_epoch, write_metrics_log
-from train.plots import plot_curves
+from train.fitting import checkpoint as ckpt
+from train.fitting.export import CURVES_PLOT, METRICS_LOG, export_weights, exported_epoch, write_metrics_log
+from train.fitting.plots import plot_curves
 
 
 def epoch_record(

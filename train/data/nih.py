@@ -233,7 +233,7 @@ def read_split(path: str | Path, records_by_name: dict[str, Record]) -> Split:
         data = json.loads(path.read_text(encoding="utf-8"))
         lists = {name: data[name] for name in ("train", "val", "test")}
     except (OSError, json.JSONDecodeError, KeyError, TypeError) as err:
-        raise DataError(f"{path} is not a split file written by train.data.write_split ({err}).") from None
+        raise DataError(f"{path} is not a split file written by train.data.nih.write_split ({err}).") from None
     parts = {name: _lookup(names, records_by_name, path.name) for name, names in lists.items()}
     return Split(**parts, subset=data.get("subset"))
 

@@ -3,7 +3,7 @@
 Classes (:data:`CLASSES`): frontal chest radiographs (NIH and ood-dev's non-NIH frontals), the same stored
 inverted (negatives), laterals, other medical images (ood-dev's CT, MR, ultrasound and hand radiographs,
 scikit-image's medical samples, pydicom's CT and MR test files) and non-medical pictures (made by
-:mod:`train.negatives`, scikit-image's photographs). ood-dev is read from ``../shared``, never copied.
+:mod:`train.input_check.negatives`, scikit-image's photographs). ood-dev is read from ``../shared``, never copied.
 
 A group (NIH patient, ood-dev case, photograph, generator seed) is held out or not as a whole, by a
 hash of its name, so no held-out image has a sibling in training. NIH's held-out images are patients of
@@ -24,11 +24,11 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from cxr.io import load_image
-from train import negatives
+from train.input_check import negatives
 
 CLASSES: tuple[str, ...] = ("frontal", "inverted", "lateral", "other_medical", "not_medical")
 HELD_OUT_PERCENT = 30
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ def ood_samples(shared: Path = SHARED) -> list[Sample]:
 
 
 def made_samples(per_kind: int = 40) -> list[Sample]:
-    """Non-medical pictures: ``per_kind`` of each :data:`train.negatives.MAKERS` kind, plus photographs."""
+    """Non-medical pictures: ``per_kind`` of each :data:`train.input_check.negatives.MAKERS` kind, plus photographs."""
     samples = []
     for kind in negatives.MAKERS:
         for seed in range(per_kind):

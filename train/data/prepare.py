@@ -28,9 +28,9 @@ from tqdm import tqdm
 from cxr.config import ModelConfig
 from cxr.io import InvalidImageError, load_image
 from cxr.preprocess import fit_to_square
-from train.archives import find_archived_images, read_images
-from train.cache import CacheError, ImageCache, default_cache_dir
-from train.data import find_data_entry, find_images, read_data_entry
+from train.data.archives import find_archived_images, read_images
+from train.data.cache import CacheError, ImageCache, default_cache_dir
+from train.data.nih import find_data_entry, find_images, read_data_entry
 
 FLUSH_EVERY = 1000  # rows between flushes of the memory maps
 IN_FLIGHT = 32  # images handed to each process ahead of the results (bounds the memory archives take)

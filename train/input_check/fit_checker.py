@@ -1,6 +1,6 @@
 """``python -m train input-check WEIGHTS``: fit the input check of a weights folder and save it beside the weights.
 
-Runs the folder's own model once over every image of :mod:`train.check_data` (training images also as
+Runs the folder's own model once over every image of :mod:`train.input_check.samples` (training images also as
 augmented re-takes), keeps what the check reads (:func:`cxr.input_check.descriptors`), fits
 :func:`cxr.input_check.fit` on the training part only, and reports per-class rates on the held-out part,
 which chose nothing. The descriptors can be cached (``--cache``) so a refit does not run the model again.
@@ -27,7 +27,7 @@ from cxr.io import InvalidImageError
 from cxr.predictor import Predictor
 from cxr.preprocess import preprocess
 from cxr.weights import save_input_check
-from train.check_data import CLASSES, SHARED, Sample, all_samples, augment
+from train.input_check.samples import CLASSES, SHARED, Sample, all_samples, augment
 
 log = logging.getLogger(__name__)
 

@@ -14,9 +14,9 @@ from torch.utils.data import Dataset
 
 from cxr.config import ModelConfig
 from cxr.preprocess import normalize
-from train.augment import Augmentation
-from train.cache import CacheError, ImageCache
-from train.data import Record, label_matrix
+from train.data.augment import Augmentation
+from train.data.cache import CacheError, ImageCache
+from train.data.nih import Record, label_matrix
 
 
 class CachedDataset(Dataset):

@@ -10,9 +10,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from train import checkpoint as ckpt
-from train import distributed
-from train.config import RUN_FILE, RUNTIME_FIELDS, TrainConfig, TrainError, validate
+from train.fitting import checkpoint as ckpt
+from train.fitting import distributed
+from train.fitting.config import RUN_FILE, RUNTIME_FIELDS, TrainConfig, TrainError, validate
 
 
 def run_config(cfg: TrainConfig, resume: bool, world: distributed.World) -> TrainConfig:

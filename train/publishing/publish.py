@@ -25,9 +25,9 @@ from huggingface_hub.errors import HfHubHTTPError
 
 from cxr.config import ModelConfig
 from cxr.weights import CONFIG_FILE, PICKLE_SUFFIXES, WEIGHTS_FILE, WeightsError, load_config, load_model, sha256_of
-from train.evaluation.card import CARD_FILE, CARD_TEMPLATE, DEFAULT_DATASET_ID, render_card
 from train.evaluation.evaluate import EVALUATION_DIR, METRICS_FILE, evaluation_summary
 from train.evaluation.splits import SPLIT_FILE
+from train.publishing.card import CARD_FILE, CARD_TEMPLATE, DEFAULT_DATASET_ID, render_card
 
 
 class PublishError(RuntimeError):

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from train.distributed import World, all_reduce_sum
+from train.fitting.distributed import World, all_reduce_sum
 
 
 def class_pos_weight(targets: np.ndarray) -> torch.Tensor:

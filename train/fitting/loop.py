@@ -2,8 +2,8 @@
 
 Read ``_fit`` top to bottom: setup (run folder, memory plan, data, model, resume), then the loop, each
 epoch ending in validation, a checkpoint and the exported folder. Around it, one job per module: the
-config and its recipes (``train.config``), run.json and resuming (``train.runs``), an epoch's
-validation record and the export (``train.validation``), the command line (``train.fit_cli``).
+config and its recipes (``train.fitting.config``), run.json and resuming (``train.fitting.runs``), an epoch's
+validation record and the export (``train.fitting.validation``), the command line (``train.fitting.cli``).
 One process, or several with the same code::
 
     python -m train fit --data-dir NIH --out runs/r50
@@ -37,20 +37,20 @@ from tqdm import tqdm
 from cxr.config import ModelConfig
 from cxr.labels import label_set
 from cxr.model import CXRNet, create_trunk, pretrained_mean_std
-from train import checkpoint as ckpt
-from train import distributed, memory
-from train.archives import images_at_hand
-from train.augment import Augmentation
-from train.cache import INDEX_FILE, ImageCache, default_cache_dir
-from train.config import NORMALIZATION, RUNTIME_FIELDS, TrainConfig, TrainError
-from train.data import dataset_name, official_split, write_split
-from train.dataset import CachedDataset, to_model_input
-from train.export import SPLIT_FILE
-from train.inference import predict_logits
-from train.losses import batch_pos_weight, class_pos_weight, wang_betas, wang_weighted_bce
-from train.prepare import prepare_command
-from train.runs import latest_state, run_config, write_run_config
-from train.validation import auroc_text, epoch_line, epoch_record, score, sync_exports
+from train.data.archives import images_at_hand
+from train.data.augment import Augmentation
+from train.data.cache import INDEX_FILE, ImageCache, default_cache_dir
+from train.data.dataset import CachedDataset, to_model_input
+from train.data.nih import dataset_name, official_split, write_split
+from train.data.prepare import prepare_command
+from train.fitting import checkpoint as ckpt
+from train.fitting import distributed, memory
+from train.fitting.config import NORMALIZATION, RUNTIME_FIELDS, TrainConfig, TrainError
+from train.fitting.export import SPLIT_FILE
+from train.fitting.inference import predict_logits
+from train.fitting.losses import batch_pos_weight, class_pos_weight, wang_betas, wang_weighted_bce
+from train.fitting.runs import latest_state, run_config, write_run_config
+from train.fitting.validation import auroc_text, epoch_line, epoch_record, score, sync_exports
 
 
 def get_lr(step: int, cfg: TrainConfig, steps_per_epoch: int) -> float:

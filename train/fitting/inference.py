@@ -1,4 +1,4 @@
-"""Run a model over a :class:`~train.dataset.CachedDataset`: validation during training, and evaluation."""
+"""Run a model over a :class:`~train.data.dataset.CachedDataset`: validation during training, and evaluation."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from torch.utils.data import DataLoader, Subset
 from cxr.cam import head_logits
 from cxr.config import ModelConfig
 from cxr.model import CXRNet
-from train.dataset import CachedDataset, to_model_input
-from train.distributed import World, gather_rows
+from train.data.dataset import CachedDataset, to_model_input
+from train.fitting.distributed import World, gather_rows
 
 
 @torch.inference_mode()

@@ -13,7 +13,7 @@ import tarfile
 from collections.abc import Collection, Iterator
 from pathlib import Path
 
-from train.data import IMAGE_NAME, DataError, find_images
+from train.data.nih import IMAGE_NAME, DataError, find_images
 
 ARCHIVE_GLOB = "images_*.tar.gz"  # NIH's names (images_01.tar.gz ... images_12.tar.gz)
 

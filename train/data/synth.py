@@ -21,7 +21,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from cxr.labels import CHESTXRAY14_LABELS
-from train.data import BBOX_LIST, NO_FINDING, SYNTH_MARKER, TEST_LIST, TRAIN_VAL_LIST, Box
+from train.data.nih import BBOX_LIST, NO_FINDING, SYNTH_MARKER, TEST_LIST, TRAIN_VAL_LIST, Box
 
 DATA_ENTRY_HEADER = (
     "Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,View Position,"

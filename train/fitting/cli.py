@@ -1,4 +1,4 @@
-"""``python -m train fit``: the command line over :func:`train.train.fit`.
+"""``python -m train fit``: the command line over :func:`train.fitting.loop.fit`.
 
 Every option's help ends with its default and, where it differs, the seed recipe's value; options left out
 take the recipe's value (or, with ``--resume``, the saved run's).
@@ -12,12 +12,12 @@ import sys
 from typing import Any
 
 from cxr.config import ConfigError
-from train import checkpoint as ckpt
-from train.cache import CacheError
-from train.config import CHOICES, RECIPES, TrainConfig, TrainError, make_config
-from train.data import DataError
-from train.runs import check_resume_options
-from train.train import fit
+from train.data.cache import CacheError
+from train.data.nih import DataError
+from train.fitting import checkpoint as ckpt
+from train.fitting.config import CHOICES, RECIPES, TrainConfig, TrainError, make_config
+from train.fitting.loop import fit
+from train.fitting.runs import check_resume_options
 
 
 def _parser() -> argparse.ArgumentParser:
