@@ -24,6 +24,7 @@ from cxr import zerogpu
 from cxr.backends import AUTO, BACKENDS, default_backend
 from cxr.io import MAX_FILE_BYTES, InvalidImageError, decode
 from cxr.labels import display_name
+from cxr.overlay import MIN_SIDE
 from cxr.page_style import CSS, page_script
 from cxr.page_text import (
     AT_CHANCE_HEADING,
@@ -60,6 +61,9 @@ SESSION_TTL_S = 1800  # a result (decoded image + maps) stays in the server's me
 SESSIONS_KEPT = 200  # at most this many sessions' results in memory (about 5 MB each)
 DEFAULT_OPACITY = 0.5
 IMAGE_FORMAT = "jpeg"  # a 1024 px overlay encodes in ~5 ms as JPEG, ~480 ms as PNG (bench/app_latency.py)
+# Overlays are drawn once at the size the page shows them (long side; the page's image panes are narrower), not
+# at the radiograph's resolution: a quarter of the pixels to draw, encode, send and download.
+OVERLAY_SIDE = MIN_SIDE
 REFUSED = "Cannot read this file"
 TITLE = "Chest X-ray findings with Grad-CAM"
 EMPTY_CAPTION = "Upload a chest X-ray to see findings."
@@ -274,7 +278,8 @@ class Handlers:
     @staticmethod
     def overlay(prediction: Prediction, label: str, opacity: float) -> dict[str, Any]:
         """The heatmap's image and its alt text, for the page's overlay component."""
-        return gr.update(value=prediction.overlay(label, opacity=opacity), alt_text=heatmap_alt(prediction, label))
+        image = prediction.overlay(label, opacity=opacity, side=OVERLAY_SIDE)
+        return gr.update(value=image, alt_text=heatmap_alt(prediction, label))
 
     def redraw(self, prediction: Prediction | None, label: str, opacity: float, anyway: bool = False) -> tuple:
         """Outputs: overlay, caption (a refused image's heatmap only when "show anyway" is ticked)."""
@@ -305,11 +310,12 @@ class Handlers:
 
         Returns:
             JSON: each label's probability and threshold, `positive` labels, labels at chance, the input check
-            a JPEG image: the heatmap of `overlay_label`, the most probable label above chance with a non-empty map
+            a JPEG image, 512 px on its long side: the heatmap of `overlay_label`, the most probable label above
+            chance with a non-empty map
         """
         prediction = self.predict_file(image)
         record = prediction_record(prediction, self.served)
-        return record, prediction.overlay(record["overlay_label"], DEFAULT_OPACITY)
+        return record, prediction.overlay(record["overlay_label"], DEFAULT_OPACITY, side=OVERLAY_SIDE)
 
     def cam(self, image: str, label: str, opacity: float = DEFAULT_OPACITY) -> tuple[dict[str, Any], np.ndarray]:
         """Show where the model looked for one finding on a frontal chest radiograph (a Grad-CAM heatmap).
@@ -322,10 +328,11 @@ class Handlers:
 
         Returns:
             JSON: the label's probability, threshold, verdict and caption
-            a JPEG image: the label's heatmap over the radiograph (where the model looked, not the finding's extent)
+            a JPEG image, 512 px on its long side: the label's heatmap over the radiograph (where the model looked,
+            not the finding's extent)
         """
         prediction = self.predict_file(image)
-        return cam_record(prediction, label, self.served), prediction.overlay(label, opacity)
+        return cam_record(prediction, label, self.served), prediction.overlay(label, opacity, side=OVERLAY_SIDE)
 
     def model_info(self) -> dict[str, Any]:
         """Describe the served chest X-ray model: its labels, thresholds, provenance and recorded test metrics.

@@ -1,6 +1,7 @@
-"""Load test of the Space: N concurrent gradio_client users against app.py on 127.0.0.1.
+"""Load test of the Space: N concurrent gradio_client users against app.py on 127.0.0.1, and the two ratios of
+issue 18's request goals.
 
-    python -m bench.load --weights DIR [--users 1 4 16] [--requests 500] [--seconds 900]
+    python -m bench.load --weights DIR [--users 1 4 16] [--requests 500] [--seconds 900] [--backend auto]
 
 Starts the real server (torch using every core), then for each number of ``--users``: warms it up and
 lets that many clients call ``/predict`` (every 5th call ``/cam``) on the real NIH examples until
@@ -9,6 +10,10 @@ of users, throughput, p50/p95 latency, failures and the server's resident memory
 the throughput as a ratio of what ``Predictor.predict_batch`` sustains alone in this process on the same
 images (4 per forward), measured just before and after each load while the server is idle. ``tests/test_load.py`` runs a
 short version.
+
+Then the two ratios, each measured in this one run: ``/predict`` p50 (one call at a time, the server's backend)
+over the p50 of an in-process torch fp32 ``Predictor.predict`` of the same 1024 px PNG (the two interleaved), and
+the throughput of 4 concurrent users over that of 1 (both from the table; the goals: ≤ 0.5 and ≥ 0.8).
 """
 
 from __future__ import annotations
@@ -117,10 +122,26 @@ def predict_batch_rate(predictor: Predictor, repeats: int = 2, batch_size: int =
     return repeats * batch_size / (time.perf_counter() - start)
 
 
+def serial_p50s(url: str, predictor: Predictor, repeats: int) -> tuple[float, float]:
+    """(p50 s of ``/predict`` through gradio_client, p50 s of ``predictor.predict``) on one example, interleaved so a
+    busy spell of the shared machine weighs on both alike."""
+    client = Client(url, verbose=False, analytics_enabled=False)
+    file, remote, local = handle_file(str(IMAGES[0])), [], []
+    client.predict(file, api_name="/predict")  # warm-up of this client's connection
+    for _ in range(repeats):
+        start = time.perf_counter()
+        client.predict(file, api_name="/predict")
+        remote.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        predictor.predict(IMAGES[0])
+        local.append(time.perf_counter() - start)
+    return statistics.median(remote), statistics.median(local)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--weights", type=Path, required=True, help="weights folder the server loads")
-    parser.add_argument("--users", type=int, nargs="+", default=[4])
+    parser.add_argument("--users", type=int, nargs="+", default=[1, 4], help="must include 1 and 4 for the ratio")
     parser.add_argument("--requests", type=int, default=500, help="per number of users")
     parser.add_argument("--seconds", type=float, default=900, help="per number of users")
     parser.add_argument("--warmup", type=int, default=2, help="warm-up requests per user")
@@ -131,23 +152,27 @@ def main() -> None:
         help="torch threads, server and here (default: cores)",
     )
     parser.add_argument("--backend", choices=(AUTO, *BACKENDS), default=AUTO, help="the server's and the reference's")
+    parser.add_argument("--serial", type=int, default=15, help="interleaved /predict and in-process calls for the p50s")
     args = parser.parse_args()
     # The same torch threads and backend on both sides of a ratio (live_server's test default is 1 thread, torch).
     torch.set_num_threads(args.threads)
     env = {"OMP_NUM_THREADS": str(args.threads), "CXR_BACKEND": args.backend}
     predictor = Predictor.from_pretrained(args.weights, device="cpu", backend=args.backend)
-    print(f"backend: {predictor.backend_name}; load {os.getloadavg()}")
+    reference = Predictor.from_pretrained(args.weights, device="cpu")  # torch fp32: the goal's yardstick
+    print(f"backend: {predictor.backend_name}; {args.threads} threads; load {os.getloadavg()}")
     predict_batch_rate(predictor, repeats=1)  # warm-up
     print("| users | requests (failures) | throughput | `predict_batch` alone | ratio | p50 / p95 | server RSS |")
     print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |", flush=True)
+    rates: dict[int, float] = {}
     with tempfile.TemporaryDirectory(prefix="cxr-load-") as tmp, running_app(args.weights, Path(tmp), **env) as app:
+        remote_p50, local_p50 = serial_p50s(app.url, reference, args.serial)
         for users in args.users:
             # The reference runs just before and after each load, while the server is idle: the shared machine's
             # busy spells then weigh on both sides of the ratio alike.
             before = predict_batch_rate(predictor)
             r = run_load(app.url, app.pid, users, args.requests, args.seconds, args.warmup)
             reference = (before + predict_batch_rate(predictor)) / 2
-            rate = len(r.latencies_s) / r.wall_s
+            rate = rates[users] = len(r.latencies_s) / r.wall_s
             print(
                 f"| {users} | {r.requests} ({len(r.failures)}) | {rate:.2f}/s | {reference:.2f}/s | "
                 f"{rate / reference:.2f} | {statistics.median(r.latencies_s):.2f} s / {r.percentile(0.95):.2f} s | "
@@ -156,6 +181,11 @@ def main() -> None:
             )
             for failure in r.failures[:10]:
                 print("failure:", failure)
+    print(f"\n/predict p50 {remote_p50 * 1000:.0f} ms; in-process torch fp32 predict p50 {local_p50 * 1000:.0f} ms")
+    print(f"ratio /predict p50 / in-process torch fp32 predict p50: {remote_p50 / local_p50:.2f} (goal <= 0.5)")
+    if 1 in rates and 4 in rates:
+        print(f"ratio 4 users / 1 user throughput: {rates[4] / rates[1]:.2f} (goal >= 0.8)")
+    print(f"load average at the end {os.getloadavg()}")
 
 
 if __name__ == "__main__":

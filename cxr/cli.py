@@ -129,7 +129,8 @@ def _add_score_parser(commands: argparse._SubParsersAction) -> None:
 
 def _score(args: argparse.Namespace) -> int:
     from cxr.scoring.inputs import ManifestError, expand_inputs
-    from cxr.scoring.run import RayOptions, score
+    from cxr.scoring.ray_engine import RayOptions
+    from cxr.scoring.run import score
     from cxr.scoring.store import StoreError
     from cxr.scoring.work import CamWriter
 

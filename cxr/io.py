@@ -200,6 +200,9 @@ def _decode_pil(data: bytes) -> Decoded:
         raise InvalidImageError(message) from None
 
 
+_UNIT_OF_UINT8 = np.arange(256, dtype=np.float32) / 255.0  # 8-bit gray level -> [0, 1], as float32 division gives
+
+
 def _pil_to_unit(img: Image.Image) -> np.ndarray:
     if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
         return _array_to_unit(np.asarray(img))
@@ -208,7 +211,9 @@ def _pil_to_unit(img: Image.Image) -> np.ndarray:
         # Transparent areas become black, the colour of air on a radiograph.
         rgba = img.convert("RGBA")
         img = Image.alpha_composite(Image.new("RGBA", rgba.size, (0, 0, 0, 255)), rgba)
-    return np.asarray(img.convert("L"), dtype=np.float32) / 255.0
+    gray = img if img.mode == "L" else img.convert("L")
+    # A table lookup instead of converting and dividing a million pixels: the same float32 values, ~10x faster.
+    return np.take(_UNIT_OF_UINT8, np.asarray(gray))
 
 
 def _array_to_unit(arr: np.ndarray) -> np.ndarray:

@@ -7,8 +7,6 @@ map (the Grad-CAM layer), the head is pooling plus classifier.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import timm
 import torch
 from torch import nn
@@ -100,16 +98,3 @@ class CXRNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 3, S, S) -> (N, K) logits; apply a sigmoid per label for probabilities."""
         return self.forward_head(self.forward_features(x))
-
-    @classmethod
-    def from_pretrained(cls, source: str | Path, revision: str | None = None, **hub_kwargs: object) -> CXRNet:
-        """Load a weights folder, or a Hub repo id at ``revision`` (see :func:`cxr.weights.load_model`)."""
-        from cxr.weights import load_model  # weights imports this module
-
-        return load_model(source, revision=revision, **hub_kwargs)
-
-    def save_pretrained(self, folder: str | Path) -> Path:
-        """Write ``config.json`` + ``model.safetensors`` (see :func:`cxr.weights.save_model`)."""
-        from cxr.weights import save_model
-
-        return save_model(self, folder)

@@ -67,6 +67,17 @@ def at_least(values: np.ndarray, side: int) -> np.ndarray:
     return cv2.resize(np.asarray(values, dtype=np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
 
 
+def fit_long_side(values: np.ndarray, side: int) -> np.ndarray:
+    """A (H, W) float array resized so that its long side is ``side`` (area averaging when shrinking, bilinear when
+    enlarging); the same array when it already is."""
+    scale = side / max(values.shape)
+    if scale == 1:
+        return values
+    height, width = (max(1, round(n * scale)) for n in values.shape)
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    return cv2.resize(np.asarray(values, dtype=np.float32), (width, height), interpolation=interpolation)
+
+
 def add_caption(rgb: np.ndarray, text: str) -> np.ndarray:
     """``rgb`` with ``text`` on a dark band below it (a new array), wrapped to the width and sized to it.
 

@@ -31,7 +31,7 @@ from cxr.input_check import INVERTED_NOTE, InputCheck
 from cxr.io import Decoded, ImageSource, Upload, decode
 from cxr.labels import display_name
 from cxr.model import CXRNet
-from cxr.overlay import render_overlay
+from cxr.overlay import fit_long_side, render_overlay
 from cxr.preprocess import Letterbox, preprocess
 from cxr.reliability import AT_CHANCE, label_reliability
 from cxr.sources import load_in_order
@@ -139,9 +139,9 @@ class Prediction:
         except ValueError:
             raise KeyError(f"Unknown label {label!r}; the model predicts {', '.join(self.labels)}.") from None
 
-    def heatmap(self, label: str) -> np.ndarray:
-        """(H, W) Grad-CAM of ``label`` in [0, 1] at the original image's resolution."""
-        return upsample_map(self.maps[self.index(label)], Letterbox(*self.image.shape))
+    def heatmap(self, label: str, shape: tuple[int, int] | None = None) -> np.ndarray:
+        """(H, W) Grad-CAM of ``label`` in [0, 1] at the original image's resolution, or at ``shape``."""
+        return upsample_map(self.maps[self.index(label)], Letterbox(*(shape or self.image.shape)))
 
     def caption(self, label: str) -> str:
         """``"Pleural thickening: 73.2% (threshold 41.0%, positive)"`` — shown with every map of the label.
@@ -162,11 +162,15 @@ class Prediction:
         text = f"{display_name(label)}: {self.probabilities[i]:.1%} (threshold {self.thresholds[i]:.1%}{verdict}{note})"
         return f"{text}. {EMPTY_MAP_NOTE}." if label in self.empty_maps else text
 
-    def overlay(self, label: str, opacity: float = 0.5, colormap: str = "jet") -> np.ndarray:
-        """uint8 (H, W, 3) rendering of ``label``'s heatmap over the image, captioned with its probability."""
-        return render_overlay(
-            self.image, self.heatmap(label), opacity=opacity, colormap=colormap, caption=self.caption(label)
-        )
+    def overlay(self, label: str, opacity: float = 0.5, colormap: str = "jet", side: int | None = None) -> np.ndarray:
+        """uint8 (H, W, 3) rendering of ``label``'s heatmap over the image, captioned with its probability.
+
+        ``side``: drawn with that long side (the size a page shows it at) instead of the image's own resolution;
+        the heatmap is upsampled straight to that size, so a smaller overlay costs less to draw and to encode.
+        """
+        image = self.image if side is None else fit_long_side(self.image, side)
+        heat = self.heatmap(label, image.shape)
+        return render_overlay(image, heat, opacity=opacity, colormap=colormap, caption=self.caption(label))
 
     def to_dict(self) -> dict[str, Any]:
         """The answer record: one schema for the CLI's JSON lines, ``/predict``, ``/cam``, MCP and ``cxr score``.

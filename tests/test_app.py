@@ -18,6 +18,7 @@ from gradio_client.exceptions import AppError
 from huggingface_hub import HfApi
 from PIL import Image
 
+from app import OVERLAY_SIDE
 from cxr.io import MAX_FILE_BYTES, InvalidImageError, load_image
 from cxr.labels import CHESTXRAY14_LABELS
 from cxr.predictor import Predictor
@@ -72,7 +73,7 @@ def test_the_readme_client_example_runs_against_the_app(app: LiveApp, predictor,
     overlay_label, overlay_path = overlay.split(" ", 1)
     assert overlay_label == first_heatmap(expected)[0]
     with Image.open(overlay_path) as jpeg:  # the radiograph, with the caption on a band below it
-        assert jpeg.format == "JPEG" and jpeg.size[0] == 1024 and 1024 < jpeg.size[1] < 1200
+        assert jpeg.format == "JPEG" and jpeg.size[0] == OVERLAY_SIDE and OVERLAY_SIDE < jpeg.size[1] < 600
     assert chance_and_empty == f"{expected.at_chance} {list(expected.empty_maps)}"
     assert caption == expected.caption("Effusion")
     assert sha256 == sha256_of(tiny_weights / "model.safetensors")
@@ -113,9 +114,10 @@ def test_predict_equals_the_library_predictor_on_real_nih_images(client: Client,
     top, _ = first_heatmap(expected)
     assert answer["overlay_label"] == top
     assert answer["empty_maps"] == list(expected.empty_maps) and answer["at_chance"] == expected.at_chance
-    assert_same_picture(_rgb(overlay_path), expected.overlay(top, opacity=0.5))
-    height, width = load_image(image).shape
-    assert _rgb(overlay_path).shape[1:] == (width, 3) and _rgb(overlay_path).shape[0] > height  # caption below
+    assert_same_picture(_rgb(overlay_path), expected.overlay(top, opacity=0.5, side=OVERLAY_SIDE))
+    height, width = load_image(image).shape  # drawn at the size the page shows it, the radiograph's proportions kept
+    shown = (round(height * OVERLAY_SIDE / max(height, width)), round(width * OVERLAY_SIDE / max(height, width)))
+    assert _rgb(overlay_path).shape[1:] == (shown[1], 3) and _rgb(overlay_path).shape[0] > shown[0]  # caption below
 
 
 def test_cam_endpoint_draws_the_chosen_label_with_its_probability(client: Client, predictor) -> None:
@@ -130,8 +132,8 @@ def test_cam_endpoint_draws_the_chosen_label_with_its_probability(client: Client
         assert answer["threshold"] == pytest.approx(float(expected.thresholds[i]))
         assert answer["positive"] == (label in expected.positive)
         overlays[label] = _rgb(overlay_path)
-        assert_same_picture(overlays[label], expected.overlay(label, opacity=0.7))
-    effusion, cardiomegaly = (overlays[label][:1024].astype(int) for label in ("Effusion", "Cardiomegaly"))
+        assert_same_picture(overlays[label], expected.overlay(label, opacity=0.7, side=OVERLAY_SIDE))
+    effusion, cardiomegaly = (overlays[label][:OVERLAY_SIDE].astype(int) for label in ("Effusion", "Cardiomegaly"))
     changed = np.abs(effusion - cardiomegaly).max(axis=2) > 10  # in the pictures, above their captions
     assert changed.mean() > 0.05  # two labels' maps differ across much of the image
     with pytest.raises(AppError, match="Fracture is not in the list of choices"):

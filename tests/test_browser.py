@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from app import OVERLAY_SIDE
 from cxr.labels import display_name
-from cxr.overlay import MIN_SIDE
+from cxr.overlay import MIN_SIDE, fit_long_side
 from cxr.predictor import EMPTY_MAP_NOTE, Prediction, Predictor
 from cxr.serving import first_heatmap
 from tests.bad_inputs import PATIENT_IDENTIFIERS, identified_dicom
@@ -199,17 +200,18 @@ def test_upload_shows_14_findings_and_switching_label_redraws_the_heatmap(page, 
 
     top, _ = first_heatmap(expected)
     src, first = _overlay(page)
-    assert first.shape[1:] == (1024, 3) and first.shape[0] > 1024  # the caption on a band below
-    assert_same_picture(first, expected.overlay(top))
+    # Drawn once at the size the page shows it (a 1024 px radiograph at 512 px), the caption on a band below.
+    assert first.shape[1:] == (OVERLAY_SIDE, 3) and first.shape[0] > OVERLAY_SIDE
+    assert_same_picture(first, expected.overlay(top, side=OVERLAY_SIDE))
     caption = page.locator("#caption").inner_text()
     assert f"{display_name(top)}: {expected.probability_by_label[top]:.1%}" in caption
 
     other = next(label for label in ("Hernia", "Effusion") if label != top)
     _choose_label(page, other)
     _, second = _overlay(page, previous_src=src)
-    changed = np.abs(second[:1024].astype(int) - first[:1024].astype(int)).max(axis=2) > 10  # the pictures
-    assert changed.mean() > 0.05
-    assert_same_picture(second, expected.overlay(other))
+    changed = np.abs(second[:OVERLAY_SIDE].astype(int) - first[:OVERLAY_SIDE].astype(int)).max(axis=2) > 10
+    assert changed.mean() > 0.05  # in the pictures, above their captions
+    assert_same_picture(second, expected.overlay(other, side=OVERLAY_SIDE))
     page.wait_for_function(f"() => document.querySelector('#caption').innerText.includes('{other}:')")
 
 
@@ -241,8 +243,8 @@ def test_desktop_shows_results_beside_the_upload_and_a_clicked_finding_gets_its_
     assert row.inner_text().startswith(display_name(chosen))
     row.click()
     _, after = _overlay(page, previous_src=src)
-    assert (np.abs(after[:1024].astype(int) - before[:1024].astype(int)).max(axis=2) > 10).mean() > 0.05
-    assert_same_picture(after, expected.overlay(chosen))
+    assert (np.abs(after[:OVERLAY_SIDE].astype(int) - before[:OVERLAY_SIDE].astype(int)).max(axis=2) > 10).mean() > 0.05
+    assert_same_picture(after, expected.overlay(chosen, side=OVERLAY_SIDE))
     page.wait_for_function(
         f"() => document.querySelector('#caption').innerText.includes({display_name(chosen) + ':'!r})"
     )
@@ -380,7 +382,7 @@ def test_at_chance_labels_are_greyed_below_the_others_and_an_empty_map_is_explai
     shown, why_not = first_heatmap(expected)
     assert shown == ranked[2] and why_not is None
     _, first = _overlay(page)
-    assert_same_picture(first, expected.overlay(shown))
+    assert_same_picture(first, expected.overlay(shown, side=OVERLAY_SIDE))
     assert page.locator("#caption").inner_text().startswith(f"Heatmap of {display_name(shown)}:")
 
     # At chance: listed apart, below the findings, greyed, with its test AUROC and interval, never marked.
@@ -404,9 +406,11 @@ def test_at_chance_labels_are_greyed_below_the_others_and_an_empty_map_is_explai
     _choose_label(page, display_name(GRADED_TOP))
     page.wait_for_function(f"() => document.querySelector('#caption').innerText.includes({EMPTY_MAP_NOTE!r})")
     _, blank = _overlay(page)
-    assert_same_picture(blank, expected.overlay(GRADED_TOP))
-    picture = blank[: expected.image.shape[0]].astype(int)
-    assert np.abs(picture - np.rint(expected.image * 255)[..., None]).mean() < 3  # no colour: nothing raised
+    plain = expected.overlay(GRADED_TOP, side=OVERLAY_SIDE)
+    assert_same_picture(blank, plain)
+    shown = fit_long_side(expected.image, OVERLAY_SIDE)
+    picture = blank[: shown.shape[0]].astype(int)
+    assert np.abs(picture - np.rint(shown * 255)[..., None]).mean() < 3  # no colour: nothing raised
     _keep_screenshot(page, tmp_path, "desktop-at-chance-and-empty-map.png")
 
 

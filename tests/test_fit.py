@@ -19,11 +19,11 @@ from tests.train_helpers import IMAGE_SIZE, FitProcess, comparable, fit_command,
 from train import __main__ as train_cli
 from train.data.augment import Augmentation
 from train.data.cache import default_cache_dir
-from train.data.nih import find_images, label_matrix, official_split, read_split, records_by_name
+from train.data.nih import SPLIT_FILE, find_images, label_matrix, official_split, read_split, records_by_name
 from train.evaluation.metrics import mean_auroc
 from train.fitting import checkpoint as ckpt
 from train.fitting.config import TrainError, make_config
-from train.fitting.export import CURVES_PLOT, METRICS_LOG, SPLIT_FILE, read_metrics_log
+from train.fitting.export import CURVES_PLOT, METRICS_LOG, read_metrics_log
 from train.fitting.loop import fit, get_lr
 from train.fitting.losses import batch_pos_weight, class_pos_weight
 

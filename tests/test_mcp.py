@@ -20,6 +20,7 @@ from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from PIL import Image
 
+from app import OVERLAY_SIDE
 from tests.conftest import NIH_EXAMPLES, ROOT
 from tests.live_server import LiveApp, running_app
 
@@ -112,8 +113,8 @@ def test_mcp_tools_describe_their_input_output_and_that_this_is_no_medical_devic
     image = with_progress.content[1]
     assert image.type == "image" and image.mimeType == "image/jpeg"
     with Image.open(io.BytesIO(base64.b64decode(image.data))) as overlay:
-        width, height = Image.open(sample).size
-        assert overlay.size[0] == width and overlay.size[1] > height  # the radiograph, its caption band beneath
+        width, height = Image.open(sample).size  # drawn at the size the page shows, its caption band beneath
+        assert overlay.size[0] == round(width * OVERLAY_SIDE / max(width, height)) and overlay.size[1] > OVERLAY_SIDE
         assert np.asarray(overlay).ndim == 3
     # A file that is no image is a tool error with the library's readable message; the server keeps serving.
     assert bad.isError and "not a recognised image" in bad.content[0].text

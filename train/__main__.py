@@ -14,7 +14,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("train.data.synth", "write a small synthetic dataset in the NIH layout"),
     "prepare": ("train.data.prepare", "decode and resize every image once into a uint8 cache"),
     "fit": ("train.fitting.cli", "train and export the best epoch as a weights folder"),
-    "evaluate": ("train.evaluation.evaluate", "metrics, calibration, subgroups and localization on a split"),
+    "evaluate": ("train.evaluation.cli", "metrics, calibration, subgroups and localization on a split"),
     "publish": ("train.publishing.publish", "write the model card and upload a weights folder to the Hub"),
     "input-check": (
         "train.input_check.fit_checker",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
@@ -18,11 +19,21 @@ import torch
 
 from cxr.scoring.inputs import ScoreInput
 from cxr.scoring.rows import rows_table, score_schema
-from cxr.scoring.run import RayOptions
 from cxr.scoring.work import CamWriter, load_input, rows_for
 from cxr.serving import ServedModel, load_served_model
 
 _SKIPPED = "_skipped"  # rows the actor found already scored: counted by the driver, not written
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """Where and how wide the Ray engine runs, and how its actors load the same weights as the driver."""
+
+    address: str | None = None  # None: a local cluster started for this run (or RAY_ADDRESS)
+    workers: int = 2  # actors, each with its own copy of the model
+    num_gpus_per_worker: float = 0.0
+    weights: str | None = None  # what the driver was given (--weights / $CXR_WEIGHTS / the documented order)
+    revision: str | None = None
 
 
 def actor_weights(served: ServedModel, options: RayOptions) -> tuple[str | None, str | None]:

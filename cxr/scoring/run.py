@@ -13,23 +13,13 @@ from tqdm import tqdm
 
 from cxr.scoring.inputs import ScoreInput
 from cxr.scoring.local import local_batches
+from cxr.scoring.ray_engine import RayOptions, ray_batches
 from cxr.scoring.rows import score_schema
 from cxr.scoring.store import ScoreStore
 from cxr.scoring.work import CamWriter
 from cxr.serving import ServedModel
 
 ENGINES = ("local", "ray")
-
-
-@dataclass(frozen=True)
-class RayOptions:
-    """Where and how wide the Ray engine runs, and how its actors load the same weights as the driver."""
-
-    address: str | None = None  # None: a local cluster started for this run (or RAY_ADDRESS)
-    workers: int = 2  # actors, each with its own copy of the model
-    num_gpus_per_worker: float = 0.0
-    weights: str | None = None  # what the driver was given (--weights / $CXR_WEIGHTS / the documented order)
-    revision: str | None = None
 
 
 @dataclass(frozen=True)
@@ -102,8 +92,6 @@ def score(
     if engine == "local":
         batches = local_batches(items, served, done, batch_size=batch_size, workers=workers, cams=cams)
     else:
-        from cxr.scoring.ray_engine import ray_batches  # Ray is the optional extra cxr[scale]
-
         batches = ray_batches(items, served, done, ray or RayOptions(), batch_size=batch_size, cams=cams)
     added = errors = consumed = 0
     with tqdm(total=len(items), unit="img", desc="score", disable=not progress, dynamic_ncols=True) as bar:

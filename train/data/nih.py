@@ -29,6 +29,7 @@ BBOX_LIST = "BBox_List_2017.csv"
 SYNTH_MARKER = "synthetic.json"  # written by `python -m train synth`; marks a dataset as not NIH's
 NO_FINDING = "No Finding"
 SPLIT_FORMAT = 1
+SPLIT_FILE = "split.json"  # beside a run's weights: the split it trained, validated and is tested on
 # NIH names every image PPPPPPPP_FFF.png (patient id, follow-up number).
 IMAGE_NAME = re.compile(r"^\d{8}_\d{3}\.png$")
 # The bounding-box file spells one finding differently from Data_Entry.

@@ -152,7 +152,10 @@ def _results(tasks: Iterable[Task], workers: int) -> Iterator[tuple[int, np.ndar
     if workers == 1:
         yield from map(_work, tasks)
         return
-    with multiprocessing.Pool(workers, initializer=_init_worker) as pool:
+    # Workers come from a fresh forkserver process, never forked from the caller: a caller with thread pools
+    # running (OpenMP, OpenVINO, a web server, a notebook's) can crash or deadlock when forked.
+    context = multiprocessing.get_context("forkserver")
+    with context.Pool(workers, initializer=_init_worker) as pool:
         pending: deque[multiprocessing.pool.AsyncResult] = deque()
         for task in tasks:
             pending.append(pool.apply_async(_work, (task,)))

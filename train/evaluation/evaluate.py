@@ -314,11 +314,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
-    """Entry point of ``python -m train evaluate`` (``--scores``: a ``cxr score`` file, see :mod:`.external`)."""
-    if any(arg == "--scores" or arg.startswith("--scores=") for arg in argv):
-        from train.evaluation.external import main as external_main
-
-        return external_main(argv)
+    """Entry point of ``python -m train evaluate`` on an NIH split (:mod:`.cli` sends ``--scores`` elsewhere)."""
     args = _parser().parse_args(argv)
     try:
         metrics, out = evaluate(args)

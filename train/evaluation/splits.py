@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from train.data.nih import (
+    SPLIT_FILE,
     TEST_LIST,
     TRAIN_VAL_LIST,
     DataError,
@@ -24,7 +25,6 @@ from train.data.nih import (
     read_split_list,
     records_by_name,
 )
-from train.fitting.export import SPLIT_FILE
 
 
 def check_split(split: Split, data_dir: Path, source: str) -> None:

@@ -41,12 +41,11 @@ from train.data.archives import images_at_hand
 from train.data.augment import Augmentation
 from train.data.cache import INDEX_FILE, ImageCache, default_cache_dir
 from train.data.dataset import CachedDataset, to_model_input
-from train.data.nih import dataset_name, official_split, write_split
+from train.data.nih import SPLIT_FILE, dataset_name, official_split, write_split
 from train.data.prepare import prepare_command
 from train.fitting import checkpoint as ckpt
 from train.fitting import distributed, memory
 from train.fitting.config import NORMALIZATION, RUNTIME_FIELDS, TrainConfig, TrainError
-from train.fitting.export import SPLIT_FILE
 from train.fitting.inference import predict_logits
 from train.fitting.losses import batch_pos_weight, class_pos_weight, wang_betas, wang_weighted_bce
 from train.fitting.runs import latest_state, run_config, write_run_config
