@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cxr.backends import OpenVINOBackend, cached_export, map_psnr
+from cxr.backends import OpenVINOBackend, cached_export, map_psnr, openvino_core
 from cxr.io import load_image
 from cxr.predictor import Predictor
 from cxr.preprocess import preprocess
@@ -42,11 +42,10 @@ SHARED_IMAGES = ROOT.parent / "shared" / "data" / "nih-cxr14" / "images"
 def int8_predictor(weights: Path, calibration: list[Path], threads: int) -> Predictor:
     """A predictor whose model run is the OpenVINO export quantized to int8 by NNCF (transition conv in float)."""
     import nncf
-    import openvino as ov
 
     predictor = Predictor.from_pretrained(weights, device="cpu")
     path, _ = cached_export(predictor.model, state_sha256(predictor.model))
-    core = ov.Core()
+    core = openvino_core()
     graph = core.read_model(path)
     samples = [preprocess([load_image(f)], predictor.config).numpy() for f in calibration]
     quantized = nncf.quantize(

@@ -16,6 +16,7 @@ every label's Grad-CAM and the input check are computed from that map in torch f
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -128,11 +129,24 @@ def openvino_available() -> bool:
     return True
 
 
-def cpu_has_bf16() -> bool:
-    """True when OpenVINO can run bf16 natively on this CPU (AVX-512 BF16 or AMX; its own capability list)."""
+@functools.cache
+def openvino_core() -> object:
+    """The process's one ``openvino.Core``, kept for the life of the process.
+
+    Why not a Core per model: OpenVINO's CPU plugin gives the thread that compiles a model an alternate signal
+    stack inside the plugin's memory, and unloads the plugin when its last Core and compiled model are freed. Freed
+    from another thread (a garbage collection anywhere), that leaves the compiling thread's signal stack unmapped,
+    and the next signal it handles (SIGCHLD from a DataLoader's workers, Ctrl-C) kills the process with SIGSEGV:
+    tests/test_backends.py shows it. Keeping the plugin loaded keeps that memory mapped.
+    """
     import openvino as ov
 
-    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    return ov.Core()
+
+
+def cpu_has_bf16() -> bool:
+    """True when OpenVINO can run bf16 natively on this CPU (AVX-512 BF16 or AMX; its own capability list)."""
+    return "BF16" in openvino_core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
 def auto_candidates() -> list[str]:
@@ -230,11 +244,9 @@ def openvino_backend(
 ) -> Backend:
     """Compile the (cached) export of ``model`` for this CPU in ``"fp32"`` or ``"bf16"`` on ``threads`` threads
     (default: torch's); bf16 comes with the fp32 compilation for the images it cannot be trusted on."""
-    import openvino as ov
-
     path, cached = cached_export(model, weights_sha256, root)
     log.info("OpenVINO export %s (%s).", path.parent, "cached" if cached else "made now")
-    core = ov.Core()
+    core = openvino_core()
     graph = core.read_model(path)
 
     def compiled(hint: str) -> object:

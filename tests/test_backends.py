@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -208,3 +211,43 @@ def test_plain_bf16_flips_near_empty_maps_that_the_checked_backend_runs_in_fp32(
     checked = predictor.predict_batch(FLIP_PRONE)
     assert predictor.backend.reruns >= len(FLIP_PRONE)
     assert_agree(wanted, checked, max_dp=0.01)  # >= 35 dB: the near-empty maps came from the fp32 run
+
+
+SIGNAL_AFTER_FREEING_SCRIPT = """
+import ctypes, gc, signal, sys, threading
+from cxr.backends import openvino_backend
+from cxr.weights import state_sha256
+from tests.conftest import make_model
+
+class AltStack(ctypes.Structure):
+    _fields_ = [("sp", ctypes.c_void_p), ("flags", ctypes.c_int), ("size", ctypes.c_size_t)]
+
+def alt_stack_mapped() -> bool:
+    stack = AltStack()
+    ctypes.CDLL(None).sigaltstack(None, ctypes.byref(stack))
+    spans = (line.split()[0].split("-") for line in open("/proc/self/maps"))
+    return any(int(a, 16) <= stack.sp < int(b, 16) for a, b in spans)
+
+model = make_model(seed=11)
+box = [openvino_backend(model, state_sha256(model), "fp32", root=__import__("pathlib").Path(sys.argv[1]))]
+threading.Thread(target=lambda: (box.clear(), gc.collect())).start()  # freed elsewhere, as by any GC
+import time; time.sleep(0.5)  # the freeing thread has run
+print("alt stack mapped:", alt_stack_mapped(), flush=True)
+signal.signal(signal.SIGCHLD, lambda *_: print("handled", flush=True))
+signal.pthread_kill(threading.main_thread().ident, signal.SIGCHLD)  # as a DataLoader worker's exit would
+print("alive", flush=True)
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc/self/maps")
+def test_a_backend_freed_in_another_thread_leaves_the_compiling_thread_able_to_take_signals(tmp_path: Path) -> None:
+    """OpenVINO's CPU plugin gives the compiling thread a signal stack in the plugin's memory; with a Core per model
+    the plugin unloaded when another thread freed the last one, and the next signal killed the process (SIGSEGV:
+    the xdist worker that crashed in CI). The process-wide Core keeps it loaded."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-c", SIGNAL_AFTER_FREEING_SCRIPT, str(tmp_path)], cwd=ROOT, env=env,
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, f"exit {done.returncode}\n{done.stdout}\n{done.stderr[-2000:]}"
+    assert done.stdout.splitlines() == ["alt stack mapped: True", "handled", "alive"]
