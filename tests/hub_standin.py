@@ -18,9 +18,11 @@ Repos live in memory; ``commits`` keeps each commit's files so tests can inspect
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import re
+import socket
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -52,6 +54,35 @@ class Repo:
         return next((c for c in self.commits if c.oid == oid), None)
 
 
+class _Server(ThreadingHTTPServer):
+    """A threading HTTP server that can also drop the connections its clients keep alive."""
+
+    daemon_threads = True
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
+
+    def process_request(self, request, client_address) -> None:
+        with self._open_lock:
+            self._open.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request) -> None:
+        with self._open_lock:
+            self._open.discard(request)
+        super().shutdown_request(request)
+
+    def drop_connections(self) -> None:
+        """Close every open connection, so a pooled keep-alive connection cannot outlive the server."""
+        with self._open_lock:
+            open_now = list(self._open)
+        for connection in open_now:
+            with contextlib.suppress(OSError):  # already closed by its client
+                connection.shutdown(socket.SHUT_RDWR)
+
+
 class HubStandIn:
     """Start with ``with HubStandIn(token="hf_test") as hub:``; ``hub.endpoint`` is its base URL."""
 
@@ -61,7 +92,7 @@ class HubStandIn:
         self.lfs_objects: dict[str, bytes] = {}
         self.requests: list[tuple[str, str]] = []  # (method, path) in arrival order
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self._server = _Server(("127.0.0.1", 0), _handler(self))
         self.endpoint = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -70,8 +101,10 @@ class HubStandIn:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        """Stop as an unreachable Hub would: no new connections, and none of the open ones answers again."""
         self._server.shutdown()
         self._server.server_close()
+        self._server.drop_connections()
 
     # ------------------------------------------------------------ write side
 
