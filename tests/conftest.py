@@ -81,3 +81,17 @@ def graded_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     with torch.no_grad():
         model.fc.bias[TINY_CONFIG.labels.index(GRADED_TOP)] += 2.0
     return save_model(model, tmp_path_factory.mktemp("weights") / "graded")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """One headless Chromium per test module (the browser tests' and the input check's page tests)."""
+    from tests.test_browser import CHROMIUM, CHROMIUM_ARGS  # the browser tests own these settings
+
+    playwright = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is not installed")
+    with playwright.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()

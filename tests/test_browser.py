@@ -53,16 +53,6 @@ def app(graded_weights: Path, tmp_path_factory: pytest.TempPathFactory):
         yield live
 
 
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is not installed")
-    with playwright.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
 def _open(browser, app: LiveApp, viewport: dict[str, int]):
     context = browser.new_context(viewport=viewport)
     page = context.new_page()

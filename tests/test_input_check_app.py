@@ -22,8 +22,6 @@ from cxr.predictor import Predictor
 from tests.conftest import NIH_EXAMPLES, ROOT
 from tests.live_server import LiveApp, running_app
 from tests.test_browser import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     DESKTOP,
     PHONE,
     _box,
@@ -86,16 +84,6 @@ def test_predict_and_cam_records_carry_the_check(app: LiveApp, images: dict[str,
     assert answer["input_check"]["kind"] == FRONTAL and original["input_check"]["inverted"] is False
     gaps = [abs(answer["probabilities"][k] - original["probabilities"][k]) for k in original["labels"]]
     assert max(gaps) <= 0.05
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is not installed")
-    with playwright.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.mark.browser
