@@ -241,15 +241,19 @@ def cross_validated_rates(data: dict[str, np.ndarray], options: FitOptions, eval
 
 
 # The design changes compared: Pillow's pictures as extra negatives, then the colour rule, then each of a
-# wider head, more weight on other medical images and a tighter density threshold on top of those two.
+# wider head, more weight on other medical images and a tighter density threshold on top of those two, and
+# every NIH train_val patient of ../shared as a frontal instead of the first 150. Each is (options, with Pillow's
+# pictures, with every NIH patient).
 _BEFORE = FitOptions(head_dims=128)
-CANDIDATES: dict[str, tuple[FitOptions, bool]] = {
-    "previous (no colour rule, no Pillow pictures)": (dataclasses.replace(_BEFORE, colour_limit=None), False),
-    "+ Pillow pictures": (dataclasses.replace(_BEFORE, colour_limit=None), True),
-    "+ colour rule": (_BEFORE, True),
-    "+ head on 256 PCA dims": (dataclasses.replace(_BEFORE, head_dims=256), True),
-    "+ other medical weighted x2": (dataclasses.replace(_BEFORE, other_weight=2.0), True),
-    "+ density quantile 0.95": (dataclasses.replace(_BEFORE, distance_quantile=0.95), True),
+NIH_BEFORE = 150  # NIH train_val patients of the designs that do not take them all
+CANDIDATES: dict[str, tuple[FitOptions, bool, bool]] = {
+    "previous (no colour rule, no Pillow pictures)": (dataclasses.replace(_BEFORE, colour_limit=None), False, False),
+    "+ Pillow pictures": (dataclasses.replace(_BEFORE, colour_limit=None), True, False),
+    "+ colour rule": (_BEFORE, True, False),
+    "+ head on 256 PCA dims": (FitOptions(), True, False),
+    "+ other medical weighted x2": (dataclasses.replace(_BEFORE, other_weight=2.0), True, False),
+    "+ density quantile 0.95": (dataclasses.replace(_BEFORE, distance_quantile=0.95), True, False),
+    "+ head on 256 PCA dims, every NIH patient": (FitOptions(), True, True),
 }
 
 
@@ -259,15 +263,19 @@ GOAL_RATE = {"frontal": "accepted", "inverted": "named_right", "lateral": "refus
 
 
 def compare_designs(data: dict[str, np.ndarray]) -> dict[str, dict[str, dict[str, float]]]:
-    """Grouped-CV rates (3 folds) of every :data:`CANDIDATES` design on the same evaluated rows (no Pillow
-    picture is ever evaluated: they are training-only extras)."""
-    pillow = np.char.startswith(data["group"].astype(str), "pillow-")
+    """Grouped-CV rates (3 folds) of every :data:`CANDIDATES` design on the same evaluated rows: no Pillow picture
+    and no NIH patient beyond the first :data:`NIH_BEFORE` is ever evaluated (they are training-only extras)."""
+    groups = data["group"].astype(str)
+    pillow = np.char.startswith(groups, "pillow-")
+    nih = list(dict.fromkeys(g for g in groups if g.startswith("nih-")))  # in the samples' order
+    extra_nih = np.isin(groups, nih[NIH_BEFORE:])
     out = {}
-    for name, (options, with_pillow) in CANDIDATES.items():
-        rows = np.flatnonzero(~pillow | with_pillow)
+    for name, (options, with_pillow, every_nih) in CANDIDATES.items():
+        rows = np.flatnonzero((~pillow | with_pillow) & (~extra_nih | every_nih))
         subset = {k: v[rows] for k, v in data.items()}
         # C fixed at the previous design's choice: the comparison is of the designs, the final fit searches C.
-        out[name] = cross_validated_rates(subset, dataclasses.replace(options, c_grid=(0.1,)), ~pillow[rows])
+        evaluate = ~pillow[rows] & ~extra_nih[rows]
+        out[name] = cross_validated_rates(subset, dataclasses.replace(options, c_grid=(0.1,)), evaluate)
         log.info("%s: %s", name, {k: v[GOAL_RATE[k]] for k, v in out[name].items()})
     return out
 

@@ -31,7 +31,7 @@ from train.input_check import negatives
 
 CLASSES: tuple[str, ...] = ("frontal", "inverted", "lateral", "other_medical", "not_medical")
 HELD_OUT_PERCENT = 30
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"  # ../shared/data beside the repository
 
 
 @dataclass(frozen=True)
