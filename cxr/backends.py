@@ -9,7 +9,7 @@ every label's Grad-CAM and the input check are computed from that map in torch f
   ``openvino.convert_model`` and compiled for this CPU in fp32 or bf16 (bf16 only where the CPU has bf16
   instructions: AVX-512 BF16 or AMX). The export is an OpenVINO IR (XML + raw tensors, nothing pickled),
   cached under ``$CXR_CACHE`` (default ``~/.cache/cxr``) by the SHA-256 of the weights' tensors.
-  bf16 runs again in fp32 any image on which it cannot be trusted (see :class:`CheckedBackend`).
+  bf16 agrees with fp32 on every heatmap because faint maps are drawn faint (:func:`cxr.cam.map_strengths`).
 - ``"auto"``: the fastest backend this CPU supports whose answers agree with torch fp32 on a probe
   (see :func:`cxr.predictor.Predictor`), else torch.
 """
@@ -31,7 +31,6 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from cxr.cam import class_activation_maps
 from cxr.model import CXRNet
 
 log = logging.getLogger(__name__)
@@ -42,9 +41,6 @@ BACKEND_ENV = "CXR_BACKEND"  # the app's and the CLI's default backend when set;
 EXPORT_FORMAT = 1  # bump when the exported graph changes meaning, so old cache entries are not read
 EXPORT_FILE = "features.xml"  # + features.bin beside it (OpenVINO IR)
 EXPORT_RECORD = "export.json"
-# See near_empty_maps. Chosen on the starter's 505 training images only: the bf16 maps that flipped there had their
-# maximum within 8.6e-4 of the map's largest magnitude of zero; 1.5e-3 keeps a margin (about 22% of images rerun).
-NEAR_EMPTY = 1.5e-3
 
 
 class Backend(Protocol):
@@ -87,37 +83,6 @@ class OpenVINOBackend:
         request.infer([np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)])
         # The request reuses its output buffer on the next call: copy out.
         return torch.from_numpy(np.array(request.get_output_tensor(0).data, dtype=np.float32, copy=True))
-
-
-def near_empty_maps(raw_maps: torch.Tensor, tolerance: float = NEAR_EMPTY) -> torch.Tensor:
-    """(N,) True for each image with a label whose signed Grad-CAM map (N, K, h, w, before ReLU) has its maximum
-    within ``tolerance`` times the map's largest magnitude of zero.
-
-    Why: each map is ReLU'd and min-max scaled on its own, so the sign of a near-zero maximum decides between an
-    empty map and a map with one hot pixel. Such a map is as sensitive to rounding as a map can be: bf16's error
-    flips it (one pixel of 2,016 off by 1: 33 dB heatmap PSNR), fp32's does not.
-    """
-    flat = raw_maps.flatten(-2)
-    return (flat.amax(dim=-1).abs() <= tolerance * flat.abs().amax(dim=-1)).any(dim=-1)
-
-
-class CheckedBackend:
-    """A fast, less precise backend whose images with a near-empty map (:func:`near_empty_maps`) are run again by a
-    precise one: the answers of the precise backend where they hinge on rounding, the speed of the fast one elsewhere.
-    ``reruns`` counts the images run twice."""
-
-    def __init__(self, fast: Backend, precise: Backend, model: CXRNet) -> None:
-        self.fast, self.precise, self.model = fast, precise, model
-        self.name = fast.name
-        self.reruns = 0
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        features = self.fast(x)
-        unsure = near_empty_maps(class_activation_maps(self.model, features))
-        if unsure.any():
-            features[unsure] = self.precise(x[unsure])
-            self.reruns += int(unsure.sum())
-        return features
 
 
 def openvino_available() -> bool:
@@ -243,27 +208,22 @@ def openvino_backend(
     model: CXRNet, weights_sha256: str, precision: str, threads: int | None = None, root: Path | None = None
 ) -> Backend:
     """Compile the (cached) export of ``model`` for this CPU in ``"fp32"`` or ``"bf16"`` on ``threads`` threads
-    (default: torch's); bf16 comes with the fp32 compilation for the images it cannot be trusted on."""
+    (default: torch's)."""
     path, cached = cached_export(model, weights_sha256, root)
     log.info("OpenVINO export %s (%s).", path.parent, "cached" if cached else "made now")
     core = openvino_core()
     graph = core.read_model(path)
 
-    def compiled(hint: str) -> object:
-        return core.compile_model(
-            graph,
-            "CPU",
-            {
-                "INFERENCE_PRECISION_HINT": hint,
-                "INFERENCE_NUM_THREADS": threads or torch.get_num_threads(),
-                "PERFORMANCE_HINT": "LATENCY",  # one batch at a time, all threads on it (cxr.batching)
-            },
-        )
-
-    fp32 = OpenVINOBackend(compiled("f32"), "openvino")
-    if precision == "fp32":
-        return fp32
-    return CheckedBackend(OpenVINOBackend(compiled(precision), f"openvino-{precision}"), fp32, model)
+    compiled = core.compile_model(
+        graph,
+        "CPU",
+        {
+            "INFERENCE_PRECISION_HINT": "f32" if precision == "fp32" else precision,
+            "INFERENCE_NUM_THREADS": threads or torch.get_num_threads(),
+            "PERFORMANCE_HINT": "LATENCY",  # one batch at a time, all threads on it (cxr.batching)
+        },
+    )
+    return OpenVINOBackend(compiled, "openvino" if precision == "fp32" else f"openvino-{precision}")
 
 
 def default_backend(environ: Mapping[str, str] = os.environ) -> str:
@@ -300,7 +260,7 @@ def agreement(
 ) -> tuple[float, float]:
     """(max |Δp|, lowest per-image heatmap PSNR in dB) of one backend's answers against the reference's.
 
-    Each is ``(probabilities (N, K), maps (N, K, h, w) in [0, 1], empty flags (N, K))`` as the predictor computes
+    Each is ``(probabilities (N, K), maps (N, K, h, w) in [0, 1], map strengths (N, K))`` as the predictor computes
     them from a transition map.
     """
     max_dp = float(np.abs(reference[0] - other[0]).max())

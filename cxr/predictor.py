@@ -25,7 +25,7 @@ from cxr.backends import (
     openvino_backend,
     probe_images,
 )
-from cxr.cam import class_activation_maps, head_logits, normalize_maps, upsample_map
+from cxr.cam import class_activation_maps, head_logits, map_strengths, normalize_maps, upsample_map
 from cxr.config import ModelConfig
 from cxr.input_check import INVERTED_NOTE, InputCheck
 from cxr.io import Decoded, ImageSource, Upload, decode
@@ -88,13 +88,15 @@ class Prediction:
         labels: label names, in model order.
         probabilities: (K,) calibrated probabilities.
         thresholds: (K,) per-label decision thresholds from the model's config.
-        maps: (K, h, w) Grad-CAM maps in [0, 1] over the network's square input.
+        maps: (K, h, w) Grad-CAM maps in [0, 1] over the network's square input, each at its strength.
         image: the decoded (H, W) grayscale image in [0, 1] the model saw (corrected when it was a negative),
             for overlays at its own resolution.
         input_check: whether the image is a frontal chest radiograph (see :mod:`cxr.input_check`).
         reliability: ``{label: "above chance" | "at chance" | "not evaluated"}`` from the weights' test
             evaluation (see :mod:`cxr.reliability`).
         empty_maps: labels whose Grad-CAM is all zero (no region raises that finding's score).
+        map_strengths: (K,) brightness of each map in [0, 1] (:func:`cxr.cam.map_strengths`): 1 but for faint maps,
+            which are pytorch-grad-cam's map dimmed by it; None: all 1.
     """
 
     labels: tuple[str, ...]
@@ -105,6 +107,7 @@ class Prediction:
     input_check: InputCheck = field(default_factory=InputCheck.unchecked)
     reliability: Mapping[str, str] = field(default_factory=dict)
     empty_maps: tuple[str, ...] = ()
+    map_strengths: np.ndarray | None = None
 
     @property
     def probability_by_label(self) -> dict[str, float]:
@@ -140,8 +143,12 @@ class Prediction:
             raise KeyError(f"Unknown label {label!r}; the model predicts {', '.join(self.labels)}.") from None
 
     def heatmap(self, label: str, shape: tuple[int, int] | None = None) -> np.ndarray:
-        """(H, W) Grad-CAM of ``label`` in [0, 1] at the original image's resolution, or at ``shape``."""
-        return upsample_map(self.maps[self.index(label)], Letterbox(*(shape or self.image.shape)))
+        """(H, W) Grad-CAM of ``label`` in [0, 1] at the original image's resolution, or at ``shape``; a faint map
+        keeps its strength as its peak."""
+        i = self.index(label)
+        heat = upsample_map(self.maps[i], Letterbox(*(shape or self.image.shape)))
+        strength = 1.0 if self.map_strengths is None else float(self.map_strengths[i])
+        return heat if strength == 1.0 else heat * np.float32(strength)
 
     def caption(self, label: str) -> str:
         """``"Pleural thickening: 73.2% (threshold 41.0%, positive)"`` — shown with every map of the label.
@@ -309,7 +316,7 @@ class Predictor:
         answered like the original radiograph, with ``inverted=True``; only those images pay for it.
         """
         features = self.features(preprocess([d.image for d in chunk], self.config))
-        probabilities, maps, empty = self._answers(features)
+        probabilities, maps, strengths = self._answers(features)
         predictions = [
             Prediction(
                 self.labels,
@@ -319,7 +326,8 @@ class Predictor:
                 d.image,
                 input_check=self.check_input(d.image, features[i], negatives=correct_negatives, upload=d.upload),
                 reliability=self.reliability,
-                empty_maps=tuple(label for label, e in zip(self.labels, empty[i], strict=True) if e),
+                empty_maps=tuple(label for label, s in zip(self.labels, strengths[i], strict=True) if s == 0),
+                map_strengths=strengths[i],
             )
             for i, d in enumerate(chunk)
         ]
@@ -337,13 +345,14 @@ class Predictor:
         return predictions
 
     def _answers(self, features: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Transition map -> ((N, K) probabilities, (N, K, h, w) maps in [0, 1], (N, K) empty-map flags), in
-        torch float32 whatever backend made the map."""
+        """Transition map -> ((N, K) probabilities, (N, K, h, w) maps in [0, 1] at their strengths, (N, K) map
+        strengths, 0 for an empty map), in torch float32 whatever backend made the map."""
         logits = head_logits(self.model, features)
-        raw_maps = torch.relu(class_activation_maps(self.model, features))
+        signed = class_activation_maps(self.model, features)
+        strengths = map_strengths(signed)
+        maps = normalize_maps(torch.relu(signed)) * strengths[..., None, None]
         probabilities = calibrated_probabilities(logits, self._temperatures, self._biases).cpu().numpy()
-        empty = (raw_maps.flatten(-2).amax(dim=-1) <= 0).cpu().numpy()
-        return probabilities, normalize_maps(raw_maps).cpu().numpy(), empty
+        return probabilities, maps.cpu().numpy(), strengths.cpu().numpy()
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 3, S, S) preprocessed images -> (N, C, h, w) float32 transition map: the one model run per batch,

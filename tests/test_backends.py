@@ -18,15 +18,13 @@ from gradio_client import Client
 import cxr.backends
 from cxr.backends import (
     EXPORT_FILE,
-    CheckedBackend,
     auto_candidates,
     cached_export,
     cpu_has_bf16,
     export_folder,
     map_psnr,
-    near_empty_maps,
 )
-from cxr.cam import class_activation_maps
+from cxr.cam import class_activation_maps, normalize_maps
 from cxr.cli import main
 from cxr.predictor import Predictor
 from cxr.preprocess import preprocess
@@ -164,53 +162,19 @@ def test_model_info_names_the_backend_of_the_live_server(tiny_weights: Path, tmp
         assert client.predict(api_name="/model_info")["backend"] == expected
 
 
-def test_near_empty_maps_flags_a_map_whose_maximum_sits_at_zero() -> None:
-    maps = torch.full((3, 2, 4, 4), -1.0)
-    maps[:, 1, 0, 0] = 2.0  # label 1 has a clear peak on every image
-    maps[1, 0, 2, 2] = 1e-3  # image 1: label 0's one positive pixel is 1e-3 of its largest magnitude
-    maps[2, 0, 2, 2] = -1e-2  # image 2: label 0 is empty by a clear margin
-    assert near_empty_maps(maps).tolist() == [False, True, False]
-    assert near_empty_maps(maps, tolerance=1e-4).tolist() == [False, False, False]
-
-
-def test_checked_backend_runs_again_exactly_the_unsure_images() -> None:
-    model = make_model()
-    x = torch.randn(4, 3, 256, 256)
-    with torch.inference_mode():
-        precise = model.forward_features(x)
-    fast = precise.clone()
-    # Image 2's first label: a map negative everywhere but for one pixel just above zero (near-empty).
-    sign = model.fc.weight[0].detach().sign()
-    fast[2] = -sign[:, None, None]
-    fast[2, :, 0, 0] = sign * 1e-4
-
-    class Fixed:  # a backend that answers the same map whatever it is given
-        def __init__(self, name: str, features: torch.Tensor) -> None:
-            self.name, self.features = name, features
-
-        def __call__(self, batch: torch.Tensor) -> torch.Tensor:
-            return self.features[: len(batch)].clone() if len(batch) == len(x) else self.features[[2]].clone()
-
-    backend = CheckedBackend(Fixed("fast", fast), Fixed("precise", precise), model)
-    with torch.inference_mode():
-        got = backend(x)
-    assert near_empty_maps(class_activation_maps(model, fast)).tolist() == [False, False, True, False]
-    assert backend.reruns == 1
-    torch.testing.assert_close(got, precise, rtol=0, atol=0)
-
-
 @pytest.mark.skipif(not FLIP_PRONE or not cpu_has_bf16(), reason="needs ../shared/data and a bf16 CPU")
-def test_plain_bf16_flips_near_empty_maps_that_the_checked_backend_runs_in_fp32(starter_reference) -> None:
+def test_bf16_keeps_the_heatmaps_where_its_rounding_flips_a_faint_maps_sign(starter_reference) -> None:
+    """On these images bf16 rounding turns a faint map's tiny peak negative (or back): min-max scaled as
+    pytorch-grad-cam does, one hot pixel against an empty map, 33 dB. Drawn at their strength, they agree."""
     reference, expected = starter_reference
     predictor = Predictor.from_pretrained(STARTER, device="cpu", backend="openvino-bf16")
     wanted = expected[-len(FLIP_PRONE) :]
     with torch.inference_mode():
         x = preprocess([want.image for want in wanted], reference.config)
-        plain = reference._answers(predictor.backend.fast(x))  # bf16 without the check
-    assert min(map_psnr(want.maps, maps) for want, maps in zip(wanted, plain[1], strict=True)) < 35
-    checked = predictor.predict_batch(FLIP_PRONE)
-    assert predictor.backend.reruns >= len(FLIP_PRONE)
-    assert_agree(wanted, checked, max_dp=0.01)  # >= 35 dB: the near-empty maps came from the fp32 run
+        unscaled = [normalize_maps(torch.relu(class_activation_maps(reference.model, f))).numpy()
+                    for f in (reference.features(x), predictor.features(x))]  # fmt: skip
+    assert all(map_psnr(a, b) < 35 for a, b in zip(*unscaled, strict=True))
+    assert_agree(wanted, predictor.predict_batch(FLIP_PRONE), max_dp=0.01)
 
 
 SIGNAL_AFTER_FREEING_SCRIPT = """

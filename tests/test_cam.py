@@ -9,7 +9,7 @@ from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.image import scale_cam_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-from cxr.cam import library_cams, logits_and_grad_cams, normalize_maps, upsample_map
+from cxr.cam import FAINT_PEAK, library_cams, logits_and_grad_cams, map_strengths, normalize_maps, upsample_map
 from cxr.config import ModelConfig
 from cxr.io import load_image
 from cxr.preprocess import Letterbox, preprocess
@@ -76,6 +76,15 @@ def test_normalize_maps_matches_library_scaling() -> None:
     maps = torch.rand(3, 14, 8, 8) * 5
     expected = scale_cam_image(maps.flatten(0, 1).numpy())
     np.testing.assert_allclose(normalize_maps(maps).flatten(0, 1).numpy(), expected, atol=1e-6)
+
+
+def test_map_strength_is_one_for_a_clear_peak_zero_for_no_peak_and_in_proportion_below_faint_peak() -> None:
+    maps = torch.full((1, 4, 4, 4), -1.0)
+    maps[0, 0, 1, 1] = 0.5  # a clear peak
+    maps[0, 1, 1, 1] = 0.2 * FAINT_PEAK  # a faint one: a fifth of the faint limit
+    maps[0, 2, 1, 1] = FAINT_PEAK  # exactly at the limit
+    maps[0, 3] = 0.0  # nothing at all
+    torch.testing.assert_close(map_strengths(maps), torch.tensor([[1.0, 0.2, 1.0, 0.0]]))
 
 
 def test_upsample_map_crops_letterbox_back_to_image() -> None:

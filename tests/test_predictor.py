@@ -5,14 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from pytorch_grad_cam.utils.image import scale_cam_image
 
-from cxr.cam import class_activation_maps, normalize_maps, upsample_map
+from cxr.cam import FAINT_PEAK, class_activation_maps, upsample_map
 from cxr.io import load_image
 from cxr.model import CXRNet
 from cxr.overlay import MIN_SIDE, add_caption, render_overlay
 from cxr.predictor import Predictor
 from cxr.preprocess import Letterbox, preprocess
-from tests.conftest import NIH_512, NON_NIH_JPEG, TINY_CONFIG, make_model
+from tests.conftest import NIH_512, NIH_EXAMPLES, NON_NIH_JPEG, ROOT, TINY_CONFIG, make_model
+
+STARTER = ROOT / "cxr" / "starter"
+FAINT_PRONE = [*NIH_512, *NIH_EXAMPLES]
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +67,28 @@ def test_empty_maps_are_the_all_zero_grad_cams(predictor: Predictor) -> None:
     assert prediction.to_dict()["empty_maps"] == expected
 
 
+def test_maps_are_grad_cams_scaled_by_their_strength_and_faint_ones_are_dimmed() -> None:
+    """Real starter weights on real radiographs: every map is pytorch-grad-cam's scaling of the ReLU'd map times its
+    strength; strong maps are exactly that scaling, faint ones (peak < FAINT_PEAK of the magnitude) dimmed by it."""
+    predictor = Predictor.from_pretrained(STARTER, device="cpu")
+    predictions = predictor.predict_batch(FAINT_PRONE)
+    x = preprocess([p.image for p in predictions], predictor.config)
+    with torch.inference_mode():
+        signed = class_activation_maps(predictor.model, predictor.model.forward_features(x))
+    flat = signed.flatten(-2)
+    expected_strength = (flat.amax(-1) / (FAINT_PEAK * flat.abs().amax(-1))).clamp(0, 1).numpy()
+    strengths = np.stack([p.map_strengths for p in predictions])
+    np.testing.assert_allclose(strengths, expected_strength, rtol=1e-6)
+    faint = (strengths > 0) & (strengths < 1)
+    assert faint.any() and (strengths == 1).any() and (strengths == 0).any()  # all three kinds, so it can fail
+    library = scale_cam_image(torch.relu(signed).flatten(0, 1).numpy()).reshape(signed.shape)
+    maps = np.stack([p.maps for p in predictions])
+    np.testing.assert_allclose(maps, library * strengths[..., None, None], atol=1e-6)
+    i, k = map(int, np.argwhere(faint)[0])
+    heat = predictions[i].heatmap(predictions[i].labels[k])
+    assert heat.max() == pytest.approx(strengths[i, k], rel=1e-5)  # drawn at its strength, not at full brightness
+
+
 def test_batch_equals_one_at_a_time(predictor: Predictor) -> None:
     paths = [*NIH_512, NON_NIH_JPEG]
     batched = predictor.predict_batch(paths, batch_size=2)
@@ -77,7 +103,7 @@ def test_maps_and_overlays_are_at_the_images_own_resolution(predictor: Predictor
     assert prediction.maps.shape == (14, 8, 8) and 0 <= prediction.maps.min() and prediction.maps.max() <= 1
     heat = prediction.heatmap("Effusion")
     assert heat.shape == prediction.image.shape == (885, 1036)
-    expected = upsample_map(normalize_maps(torch.from_numpy(prediction.maps))[2].numpy(), Letterbox(885, 1036))
+    expected = upsample_map(prediction.maps[2], Letterbox(885, 1036)) * prediction.map_strengths[2]
     np.testing.assert_allclose(heat, expected, atol=1e-6)
     overlay = prediction.overlay("Effusion", opacity=0.6)
     assert overlay.shape[1:] == (1036, 3) and overlay.dtype == np.uint8
