@@ -8,8 +8,7 @@ torch fp32. Then predicts every image in ``--images`` (default: the 738 shared N
 compares with torch fp32: max |Δp| over all (image, label) pairs, the share of pairs whose ▲ decision
 (probability at or above the label's threshold) is the same, and the lowest and median per-image PSNR of the
 [0, 1] heatmaps (all labels, at the network's map resolution). It also times those predictions (batches of 8,
-decoding excluded): the mean model time per image, which for OpenVINO bf16 includes the images it runs again in
-fp32 (cxr.backends.CheckedBackend; their share is printed).
+decoding excluded): the mean model time per image over those images.
 
 ``--int8 N`` adds OpenVINO int8 (NNCF post-training quantization of the trunk, the transition conv kept in
 float like the head; calibrated on the first N images of the weights' own training split) if ``nncf`` imports.
@@ -132,9 +131,6 @@ def main() -> None:
     thresholds = reference.config.thresholds
     results: dict[str, dict[str, list]] = {name: {"dp": [], "same": [], "psnr": [], "held": []} for name in compared}
     busy = dict.fromkeys(compared, 0.0)  # seconds predicting the compared images, per backend
-    for predictor in compared.values():
-        if hasattr(predictor.backend, "reruns"):
-            predictor.backend.reruns = 0  # count the compared images only, not the timing rounds
     for start in range(0, len(files), 8):
         if start % 80 == 0:
             print(f"  compared {start} of {len(files)} images; load {os.getloadavg()}", flush=True)
@@ -169,9 +165,6 @@ def main() -> None:
             f"{max(row['dp']):.4f} | {np.mean(row['same']):.2%} | "
             f"{_db(min(psnr))} / {_db(statistics.median(psnr))} | {sum(p < 35 for p in psnr)} of {len(psnr)} |"
         )
-        reruns = getattr(predictors[name].backend, "reruns", None)
-        if reruns is not None:
-            print(f"  ({name}: {reruns} of the {len(files)} images run again in fp32, near-empty maps)")
     if args.int8 and "OpenVINO int8 (trunk; NNCF)" in results:
         row = results["OpenVINO int8 (trunk; NNCF)"]
         held = [dp for dp, keep in zip(row["dp"], row["held"], strict=True) if keep]
