@@ -61,15 +61,16 @@ def _area_taps(size: int, new_size: int) -> tuple[np.ndarray, np.ndarray]:
 def _resample(values: np.ndarray, rows: tuple[np.ndarray, np.ndarray], columns: tuple[np.ndarray, np.ndarray]):
     """``values`` resampled along each row by the ``columns`` taps, then down the columns by the ``rows`` taps (the
     order OpenCV sums in)."""
-    along_rows = _along_first_axis(np.ascontiguousarray(np.asarray(values, dtype=np.float32).T), *columns)
-    return _along_first_axis(np.ascontiguousarray(along_rows.T), *rows)
+    return _along(_along(np.asarray(values, dtype=np.float32), *columns, axis=1), *rows, axis=0)
 
 
-def _along_first_axis(values: np.ndarray, index: np.ndarray, weight: np.ndarray) -> np.ndarray:
-    """Rows ``sum_t weight[:, t] * values[index[:, t]]``: a resampling of the first axis by its taps."""
-    out = np.zeros((index.shape[0], *values.shape[1:]), dtype=np.float32)
-    for t in range(index.shape[1]):
-        taken = values[index[:, t]]
-        taken *= weight[:, t, None]
+def _along(values: np.ndarray, index: np.ndarray, weight: np.ndarray, axis: int) -> np.ndarray:
+    """``sum_t weight[:, t] * values[index[:, t]]`` along ``axis``: a resampling of that axis by its taps."""
+    shape = (-1, 1) if axis == 0 else (1, -1)
+    out = np.take(values, index[:, 0], axis=axis)
+    out *= weight[:, 0].reshape(shape)
+    for t in range(1, index.shape[1]):
+        taken = np.take(values, index[:, t], axis=axis)
+        taken *= weight[:, t].reshape(shape)
         out += taken
     return out
