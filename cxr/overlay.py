@@ -23,16 +23,16 @@ JET = {
 @lru_cache(maxsize=8)
 def colormap_lut(name: str) -> np.ndarray:
     """(256, 3) uint8 RGB lookup table of a matplotlib colormap; "jet" is built in, others need matplotlib."""
-    levels = np.linspace(0.0, 1.0, 256)
     if name == "jet":
         rgb = np.stack([_piecewise_linear(JET[channel]) for channel in ("red", "green", "blue")], axis=1)
     else:
         try:
             import matplotlib
         except ImportError:
-            raise ImportError(f'colormap {name!r} needs matplotlib: pip install "cxr[train]" (only "jet" is built in)') from None
+            message = f'colormap {name!r} needs matplotlib: pip install "cxr[train]" (only "jet" is built in)'
+            raise ImportError(message) from None
         try:
-            rgb = matplotlib.colormaps[name](levels)[:, :3]
+            rgb = matplotlib.colormaps[name](np.linspace(0.0, 1.0, 256))[:, :3]
         except KeyError:
             raise ValueError(f"Unknown colormap {name!r}.") from None
     return np.rint(rgb * 255).astype(np.uint8)
@@ -63,7 +63,7 @@ def render_overlay(
     colour weight is ``opacity * heat``, so cold regions show the plain radiograph
     instead of a blue wash, and the anatomy under a hot spot stays visible. A pixel's colour depends only on its
     grey level and its heat level, so one 256 x 256 table of colours, in integer arithmetic, draws the overlay
-    (a 1024 x 1024 one in a few ms instead of ~18 ms in float numpy).
+    (a 1024 x 1024 one in ~5 ms, ~18 ms in float numpy).
     """
     if image.shape != heatmap.shape:
         raise ValueError(f"image {image.shape} and heatmap {heatmap.shape} differ in size.")

@@ -1,4 +1,4 @@
-"""Resizing (H, W) float maps as OpenCV's ``cv2.resize`` does, without OpenCV (~150 MB the Space need not install).
+"""Resizing (H, W) float maps as OpenCV's ``cv2.resize`` does, without OpenCV (~160 MiB the Space need not install).
 
 :func:`bilinear` is ``INTER_LINEAR`` (pixel centres aligned, no antialiasing: torch's bilinear without
 ``align_corners``); :func:`shrink_by_area` is ``INTER_AREA`` when shrinking: each output pixel is the mean of the

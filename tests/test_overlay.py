@@ -21,7 +21,7 @@ def opencv_overlay(image: np.ndarray, heatmap: np.ndarray, opacity: float, color
     scale = 512 / max(image.shape)
     if scale > 1:
         size = tuple(max(1, round(n * scale)) for n in image.shape[::-1])
-        image, heatmap = (cv2.resize(a.astype(np.float32), size, interpolation=cv2.INTER_LINEAR) for a in (image, heatmap))
+        image, heatmap = (cv2.resize(a, size, interpolation=cv2.INTER_LINEAR) for a in (image, heatmap))
     level = cv2.convertScaleAbs(heatmap.astype(np.float32), alpha=255.0)
     color = cv2.applyColorMap(level, lut)
     weight = cv2.merge([cv2.LUT(level, np.rint(opacity * np.arange(256)).astype(np.uint8))] * 3)
