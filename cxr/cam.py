@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import importlib
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from cxr.model import CXRNet
 from cxr.preprocess import Letterbox
+from cxr.resize import bilinear
 
 # A map whose peak (its largest positive value) is below this fraction of its largest magnitude is faint: it is drawn
 # dimmed in proportion (see map_strengths). Chosen on the starter's 632 train_val images of the 738 shared NIH images:
@@ -97,13 +97,11 @@ def map_strengths(raw_maps: torch.Tensor, faint_peak: float = FAINT_PEAK) -> tor
 def upsample_map(cam: np.ndarray, box: Letterbox) -> np.ndarray:
     """Upsample a (h, w) map of the network's square input to the original (H, W) image, in [0, 1].
 
-    Bilinear (OpenCV, as pytorch-grad-cam resizes), then min-max scaled again over the square as the
+    Bilinear (as OpenCV, with which pytorch-grad-cam resizes), then min-max scaled again over the square as the
     library does after resizing (bilinear samples miss the exact peak), so a square image's map equals
     the library's output.
     """
-    square = cv2.resize(
-        np.ascontiguousarray(cam, dtype=np.float32), (box.side, box.side), interpolation=cv2.INTER_LINEAR
-    )
+    square = bilinear(cam, box.side, box.side)
     square -= square.min()
     square /= square.max() + 1e-7
     return np.ascontiguousarray(box.crop(square))

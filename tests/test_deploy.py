@@ -142,7 +142,7 @@ def test_the_space_gets_the_app_library_requirements_and_examples_but_no_trainin
         (("app_file: app.py", "app_file: main.py"), "app_file is 'main.py', not 'app.py'"),
         ((f"sdk_version: {GRADIO_PIN}", "sdk_version: 5.0.0"), f"pins gradio=={GRADIO_PIN}"),
         ((GOOD_README.split("# cxr")[0], ""), "sdk is None"),  # no front matter at all
-        # The README before issue 11: Spaces default to Python 3.10, where matplotlib>=3.11 has no wheels.
+        # The README before issue 11: Spaces default to Python 3.10, which the project does not support.
         (('python_version: "3.11"\n', ""), "python_version is not set (Spaces then use Python 3.10"),
         (('"3.11"', "3.10"), "python_version is 3.1, not a quoted version"),  # YAML's number 3.10
         (('"3.11"', '"3.10"'), "python_version is '3.10' but the project needs Python >=3.11"),
@@ -206,10 +206,14 @@ def test_every_imported_package_is_declared_where_it_is_used() -> None:
     # an optional runtime, which cxr[app] (the Space) installs.
     backends = ROOT / "cxr" / "backends.py"
     assert _imported_distributions([backends]) - _declared(project["dependencies"]) <= _declared(extras["app"])
+    # cxr/overlay.py imports matplotlib only for a colormap other than the built-in jet (issue 18: the Space has none).
+    overlay = ROOT / "cxr" / "overlay.py"
+    assert _imported_distributions([overlay]) - _declared(project["dependencies"]) == {"matplotlib"}
+    assert "matplotlib" in _declared(extras["train"]) and "matplotlib" not in space
     library = _imported_distributions(
-        sorted(set((ROOT / "cxr").rglob("*.py")) - {zero_gpu_module, backends} - scoring_files)
+        sorted(set((ROOT / "cxr").rglob("*.py")) - {zero_gpu_module, backends, overlay} - scoring_files)
     )
-    assert {"torch", "numpy", "httpx2", "matplotlib"} <= library  # the scan sees them
+    assert {"torch", "numpy", "httpx2", "pillow"} <= library  # the scan sees them
     assert library <= _declared(project["dependencies"]), "cxr/ imports a package pyproject.toml does not declare"
     scoring = _imported_distributions(sorted(scoring_files))
     assert {"pyarrow", "ray"} <= scoring <= _declared(project["dependencies"], extras["score"], extras["scale"])
@@ -282,11 +286,11 @@ def _lowest_allowed(requirement: Requirement) -> str:
 def published(tmp_path_factory) -> tuple[str, str]:
     """Some of the Space's requirements (one pip process each), pointed at indexes on disk, and the main index's URL.
 
-    As on PyPI, matplotlib 3.11 has wheels for CPython 3.11 and 3.12 only; the CPU index has torch and torchvision
-    for CPython 3.11; gradio and numpy have a pure-Python wheel at their lowest allowed version.
+    As on PyPI, numpy 2.4 has wheels for CPython 3.11 and up only (this index has no older numpy); the CPU index has
+    torch and torchvision for CPython 3.11; gradio and pillow have a pure-Python wheel at their lowest allowed version.
     """
     root = tmp_path_factory.mktemp("indexes")
-    kept = ("--extra-index-url", "torch==", "torchvision==", "matplotlib", "gradio", "numpy")
+    kept = ("--extra-index-url", "torch==", "torchvision==", "numpy", "gradio", "pillow")
     requirements = "".join(
         line + "\n"
         for line in deploy_space.space_requirements(PYPROJECT, CPU_BASIC).splitlines()
@@ -298,11 +302,11 @@ def published(tmp_path_factory) -> tuple[str, str]:
     cpu = [
         f"{r.name}-{_lowest_allowed(r)}-cp311-cp311-{linux}.whl" for r in wanted if r.name in ("torch", "torchvision")
     ]
-    main = [f"matplotlib-3.11.2-{tag}-{tag}-{linux}.whl" for tag in ("cp311", "cp312")]
+    main = [f"numpy-2.4.6-{tag}-{tag}-{linux}.whl" for tag in ("cp311", "cp312")]
     main += [
         f"{r.name.replace('-', '_')}-{_lowest_allowed(r)}-py3-none-any.whl"
         for r in wanted
-        if r.name not in ("torch", "torchvision", "matplotlib")
+        if r.name not in ("torch", "torchvision", "numpy")
     ]
     cpu_url = _simple_index(root / "cpu", cpu)
     return requirements.replace(deploy_space.CPU_WHEELS, cpu_url), _simple_index(root / "pypi", main)
@@ -318,7 +322,7 @@ def test_requirements_without_wheels_for_the_space_python_are_named(published) -
     with pytest.raises(deploy_space.DeployError, match=r"no wheel for CPython 3\.10") as refused:
         deploy_space.check_published(requirements, "3.10", index_url=index)
     named = str(refused.value).split(" for: ")[1]
-    assert "matplotlib" in named and "torch==" in named and "torchvision==" in named and "gradio" not in named
+    assert "numpy" in named and "torch==" in named and "torchvision==" in named and "gradio" not in named
 
 
 def test_an_unreachable_index_is_a_clear_failure_not_a_pass() -> None:
