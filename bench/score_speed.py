@@ -1,10 +1,14 @@
 """Images/s of `python -m cxr score` against `python -m cxr predict` on the same images, in one run.
 
-    python -m bench.score_speed [--images 24] [--rounds 2] [--weights cxr/starter] [--ray]
+    python -m bench.score_speed [--images 480] [--rounds 2] [--weights cxr/starter] [--ray]
 
-Each command runs as its own process over the same real NIH images (../shared/data/nih-cxr14/images), start-up
-and weights loading included, round-robin so machine noise hits them alike; medians of the wall times are reported
-with ratios to `cxr predict`. `score` writes a fresh Parquet file each round (no resume).
+Two sets of real NIH radiographs: the shared copies at 512 px (../shared/data/nih-cxr14/images) and NIH's
+originals as distributed, 1024 px PNGs (../shared/data/samples/nih, each linked under several names to make
+up the count: the files are read, hashed and decoded anew every time). Every command runs as its own process
+(the backend each picks by default, ``auto``) over the first half of a set and over all of it, round-robin so
+that machine noise hits them alike. Steady-state images/s = half the images / (median wall time over all −
+median over half): start-up (imports, weights, the backend's export and probe, worker start) cancels out and is
+reported apart. ``score`` writes a fresh Parquet file each time (no resume).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -23,52 +28,82 @@ import torch
 from bench.predict_speed import _cpu_name
 
 ROOT = Path(__file__).resolve().parents[1]
-IMAGES = ROOT.parent / "shared" / "data" / "nih-cxr14" / "images"
+SHARED = ROOT.parent / "shared" / "data"
+Command = Callable[[list[str], str], list[str]]  # (images, a fresh output name) -> argv
+
+
+def image_sets(count: int, folder: Path) -> dict[str, list[str]]:
+    """The two sets of ``count`` paths; the originals are hard-linked into ``folder`` under distinct names."""
+    shared = [str(p) for p in sorted((SHARED / "nih-cxr14" / "images").glob("*.png"))[:count]]
+    originals = sorted((SHARED / "samples" / "nih").glob("*.png"))
+    linked = []
+    for i in range(count):
+        source = originals[i % len(originals)]
+        target = folder / f"{source.stem}-{i // len(originals)}.png"
+        os.link(source, target)
+        linked.append(str(target))
+    return {f"{len(shared)} shared NIH images, 512 px": shared, f"{count} NIH originals, 1024 px PNG": linked}
+
+
+def commands(weights: str, tmp: str) -> dict[str, Command]:
+    base = [sys.executable, "-m", "cxr"]
+    score = [*base, "score", "--weights", weights, "--no-progress"]
+    return {
+        "cxr predict (batch 8)": lambda images, _: [*base, "predict", *images, "--weights", weights],
+        "cxr score (batch 16, 1 decoding worker)": lambda images, out: [*score, *images, "--out", f"{tmp}/{out}"],
+        "cxr score (batch 16, 2 decoding workers)": lambda images, out: [
+            *score, *images, "--out", f"{tmp}/{out}", "--workers", "2"
+        ],
+        "cxr score (batch 8, decoding in the main process)": lambda images, out: [
+            *score, *images, "--out", f"{tmp}/{out}", "--workers", "0", "--batch-size", "8"
+        ],
+    }  # fmt: skip
+
+
+def wall_seconds(argv: list[str], env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - start
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--images", type=int, default=24)
+    parser.add_argument("--images", type=int, default=480, help="per set (at most 738 for the shared set)")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--weights", default=str(ROOT / "cxr" / "starter"))
     parser.add_argument("--ray", action="store_true", help="also `--engine ray --workers 1` (a local cluster per run)")
     args = parser.parse_args()
-    images = [str(p) for p in sorted(IMAGES.glob("*.png"))[: args.images]]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
-    base = [sys.executable, "-m", "cxr"]
     with tempfile.TemporaryDirectory() as tmp:
-        variants = {
-            "cxr predict (fp32, batch 8)": lambda r: [*base, "predict", *images, "--weights", args.weights],
-            "cxr score (fp32, batch 16, 1 decoding worker)": lambda r: [
-                *base, "score", *images, "--out", f"{tmp}/a{r}.parquet", "--weights", args.weights, "--no-progress"
-            ],
-            "cxr score (fp32, batch 8, decoding in the main process)": lambda r: [
-                *base, "score", *images, "--out", f"{tmp}/c{r}.parquet", "--weights", args.weights, "--no-progress",
-                "--workers", "0", "--batch-size", "8",
-            ],
-            "cxr score --precision bf16 --channels-last": lambda r: [
-                *base, "score", *images, "--out", f"{tmp}/b{r}.parquet", "--weights", args.weights, "--no-progress",
-                "--precision", "bf16", "--channels-last",
-            ],
-        }  # fmt: skip
+        sets = image_sets(args.images, Path(tmp))
+        variants = commands(args.weights, tmp)
         if args.ray:
-            variants["cxr score --engine ray --workers 1"] = lambda r: [
-                *base, "score", *images, "--out", f"{tmp}/r{r}.parquet", "--weights", args.weights, "--no-progress",
-                "--engine", "ray", "--workers", "1",
+            variants["cxr score --engine ray --workers 1"] = lambda images, out: [
+                *variants["cxr score (batch 16, 1 decoding worker)"](images, out), "--engine", "ray", "--workers", "1"
             ]  # fmt: skip
-        seconds: dict[str, list[float]] = {name: [] for name in variants}
+        seconds: dict[tuple[str, str, int], list[float]] = {}
         for r in range(args.rounds):
-            for name, command in variants.items():
-                start = time.perf_counter()
-                subprocess.run(command(r), env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                seconds[name].append(time.perf_counter() - start)
-    medians = {name: statistics.median(values) for name, values in seconds.items()}
-    reference = medians["cxr predict (fp32, batch 8)"]
-    print(f"\n{_cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}; {len(images)} NIH images at 512 px, ")
-    print(f"weights {Path(args.weights).name}; median wall time of {args.rounds} interleaved rounds per command\n")
-    print("| command | seconds | images/s | × predict |\n| --- | ---: | ---: | ---: |")
-    for name, s in medians.items():
-        print(f"| {name} | {s:.1f} | {len(images) / s:.2f} | {reference / s:.2f} |")
+            for set_name, images in sets.items():
+                for half in (True, False):
+                    chosen = images[: len(images) // 2] if half else images
+                    for name, command in variants.items():
+                        out = f"{len(seconds)}-{r}.parquet"
+                        seconds.setdefault((set_name, name, len(chosen)), []).append(
+                            wall_seconds(command(chosen, out), env)
+                        )
+    print(f"\n{_cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}; weights {Path(args.weights).name}; ")
+    print(f"median wall times of {args.rounds} interleaved rounds per command and count\n")
+    print("| images | command | start-up | steady images/s | × predict |\n| --- | --- | ---: | ---: | ---: |")
+    for set_name, images in sets.items():
+        half, whole = len(images) // 2, len(images)
+        rates: dict[str, float] = {}
+        for name in variants:
+            t_half = statistics.median(seconds[(set_name, name, half)])
+            t_whole = statistics.median(seconds[(set_name, name, whole)])
+            rates[name] = (whole - half) / (t_whole - t_half)
+            start_up = t_half - half / rates[name]
+            reference = rates.get("cxr predict (batch 8)", rates[name])
+            print(f"| {set_name} | {name} | {start_up:.1f} s | {rates[name]:.1f} | {rates[name] / reference:.2f} |")
 
 
 if __name__ == "__main__":

@@ -68,7 +68,8 @@ def main() -> None:
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
         pip = [str(python), "-m", "pip", "install", "--quiet"]
         for name, requirement in swaps.items():
-            subprocess.run([*pip, "--no-deps", requirement if "/" in requirement else f"{name}{requirement}"], check=True)
+            wheel_or_spec = requirement if "/" in requirement else f"{name}{requirement}"
+            subprocess.run([*pip, "--no-deps", wheel_or_spec], check=True)
         (Path(tmp) / "requirements.txt").write_text("\n".join(kept) + "\n")
         subprocess.run([*pip, "-r", str(Path(tmp) / "requirements.txt")], check=True)
         site = next((venv / "lib").glob("python*/site-packages"))
@@ -79,8 +80,9 @@ def main() -> None:
             reverse=True,
         )
     print(f"profile {args.hardware}, Python {sys.version.split()[0]}; stand-ins: {swaps or 'none'}")
+    bare = total - cached
     print(f"{len(packages)} packages; {total / MIB:,.0f} MiB ({total / 1e9:.2f} GB) installed, of which "
-          f"{cached / MIB:,.0f} MiB bytecode (without it {(total - cached) / MIB:,.0f} MiB, {(total - cached) / 1e9:.2f} GB)")  # fmt: skip
+          f"{cached / MIB:,.0f} MiB bytecode (without it {bare / MIB:,.0f} MiB, {bare / 1e9:.2f} GB)")  # fmt: skip
     print("largest: " + ", ".join(f"{name} {size / MIB:.0f}" for size, name in sizes[:8]) + " (MiB)")
 
 
