@@ -14,6 +14,7 @@ reported apart. ``score`` writes a fresh Parquet file each time (no resume).
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import statistics
 import subprocess
@@ -30,6 +31,11 @@ from bench.predict_speed import _cpu_name
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 Command = Callable[[list[str], str], list[str]]  # (images, a fresh output name) -> argv
+REFERENCE = "cxr predict (batch 8)"
+SCORE = "cxr score (batch 16; on the CPU decoding in the main process)"
+# What the issue measured before predict batched and had backends; ~8x slower, so it runs on fewer images.
+BASELINE = "cxr predict --backend torch --batch-size 1"
+BASELINE_SHARE = 8
 
 
 def image_sets(count: int, folder: Path) -> dict[str, list[str]]:
@@ -42,21 +48,22 @@ def image_sets(count: int, folder: Path) -> dict[str, list[str]]:
         target = folder / f"{source.stem}-{i // len(originals)}.png"
         os.link(source, target)
         linked.append(str(target))
-    return {f"{len(shared)} shared NIH images, 512 px": shared, f"{count} NIH originals, 1024 px PNG": linked}
+    return {"shared NIH images, 512 px": shared, "NIH originals, 1024 px PNG": linked}
 
 
 def commands(weights: str, tmp: str) -> dict[str, Command]:
     base = [sys.executable, "-m", "cxr"]
     score = [*base, "score", "--weights", weights, "--no-progress"]
     return {
-        "cxr predict (batch 8)": lambda images, _: [*base, "predict", *images, "--weights", weights],
-        "cxr score (batch 16, 1 decoding worker)": lambda images, out: [*score, *images, "--out", f"{tmp}/{out}"],
-        "cxr score (batch 16, 2 decoding workers)": lambda images, out: [
-            *score, *images, "--out", f"{tmp}/{out}", "--workers", "2"
+        BASELINE: lambda images, _: [
+            *base, "predict", *images, "--weights", weights, "--backend", "torch", "--batch-size", "1"
         ],
-        "cxr score (batch 8, decoding in the main process)": lambda images, out: [
-            *score, *images, "--out", f"{tmp}/{out}", "--workers", "0", "--batch-size", "8"
+        REFERENCE: lambda images, _: [*base, "predict", *images, "--weights", weights],
+        SCORE: lambda images, out: [*score, *images, "--out", f"{tmp}/{out}"],
+        "cxr score --workers 1 (1 decoding process)": lambda images, out: [
+            *score, *images, "--out", f"{tmp}/{out}", "--workers", "1"
         ],
+        "cxr score --workers 2": lambda images, out: [*score, *images, "--out", f"{tmp}/{out}", "--workers", "2"],
     }  # fmt: skip
 
 
@@ -79,31 +86,32 @@ def main() -> None:
         variants = commands(args.weights, tmp)
         if args.ray:
             variants["cxr score --engine ray --workers 1"] = lambda images, out: [
-                *variants["cxr score (batch 16, 1 decoding worker)"](images, out), "--engine", "ray", "--workers", "1"
+                *variants[SCORE](images, out), "--engine", "ray", "--workers", "1"
             ]  # fmt: skip
         seconds: dict[tuple[str, str, int], list[float]] = {}
-        for r in range(args.rounds):
+        runs = itertools.count()  # every score run writes a file of its own: none resumes another's
+        for _ in range(args.rounds):
             for set_name, images in sets.items():
                 for half in (True, False):
-                    chosen = images[: len(images) // 2] if half else images
                     for name, command in variants.items():
-                        out = f"{len(seconds)}-{r}.parquet"
-                        seconds.setdefault((set_name, name, len(chosen)), []).append(
-                            wall_seconds(command(chosen, out), env)
-                        )
+                        count = len(images) // (BASELINE_SHARE if name == BASELINE else 1)
+                        chosen = images[: count // 2] if half else images[:count]
+                        argv = command(chosen, f"run-{next(runs)}.parquet")
+                        seconds.setdefault((set_name, name, len(chosen)), []).append(wall_seconds(argv, env))
     print(f"\n{_cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}; weights {Path(args.weights).name}; ")
     print(f"median wall times of {args.rounds} interleaved rounds per command and count\n")
     print("| images | command | start-up | steady images/s | × predict |\n| --- | --- | ---: | ---: | ---: |")
     for set_name, images in sets.items():
-        half, whole = len(images) // 2, len(images)
-        rates: dict[str, float] = {}
+        rows = {}  # name -> (images run, start-up s, steady images/s)
         for name in variants:
+            whole = len(images) // (BASELINE_SHARE if name == BASELINE else 1)
+            half = whole // 2
             t_half = statistics.median(seconds[(set_name, name, half)])
-            t_whole = statistics.median(seconds[(set_name, name, whole)])
-            rates[name] = (whole - half) / (t_whole - t_half)
-            start_up = t_half - half / rates[name]
-            reference = rates.get("cxr predict (batch 8)", rates[name])
-            print(f"| {set_name} | {name} | {start_up:.1f} s | {rates[name]:.1f} | {rates[name] / reference:.2f} |")
+            rate = (whole - half) / (statistics.median(seconds[(set_name, name, whole)]) - t_half)
+            rows[name] = (whole, t_half - half / rate, rate)
+        for name, (count, start_up, rate) in rows.items():
+            ratio = rate / rows[REFERENCE][2]
+            print(f"| {set_name} ({count}) | {name} | {start_up:.1f} s | {rate:.1f} | {ratio:.2f} |")
 
 
 if __name__ == "__main__":

@@ -109,13 +109,16 @@ def _add_score_parser(commands: argparse._SubParsersAction) -> None:
     _add_weights_arguments(score)
     score.add_argument("--batch-size", type=int, default=16, help="images per forward pass and per part (default 16)")
     score.add_argument(
-        "--workers", type=int, default=1, help="decoding processes (local engine) or model actors (Ray); default 1"
+        "--workers",
+        type=int,
+        help="decoding processes (local engine; default none on the CPU, whose cores run the model, and one per spare "
+        "core up to 8 with a GPU) or model actors (Ray; default 1)",
     )
     score.add_argument(
         "--precision",
         choices=("auto", *PRECISIONS),
         default="auto",
-        help="auto (default): bf16 + channels-last on a GPU, fp32 on the CPU (the answers of `predict`)",
+        help="auto (default): torch bf16 + channels-last on a GPU; on the CPU the backend `predict` runs (its answers)",
     )
     score.add_argument("--channels-last", action="store_true", help="channels-last memory layout")
     score.add_argument("--cams", type=Path, metavar="DIR", help="write every image's maps here (.npz per image)")
@@ -154,7 +157,8 @@ def _score(args: argparse.Namespace) -> int:
             print(f"error: unknown label(s) {', '.join(unknown)}", file=sys.stderr)
             return 2
         cams = CamWriter(args.cams, labels)
-    ray_options = RayOptions(args.ray_address, args.workers, args.num_gpus_per_worker, args.weights, args.revision)
+    actors = args.workers if args.workers is not None else 1
+    ray_options = RayOptions(args.ray_address, actors, args.num_gpus_per_worker, args.weights, args.revision)
     try:
         summary = score(
             items,

@@ -16,8 +16,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+import cxr.scoring.run
 from cxr.cli import main
 from cxr.config import ModelConfig
+from cxr.scoring.local import default_workers
 from cxr.scoring.rows import probability_column
 from cxr.scoring.store import read_metadata
 from cxr.weights import save_model, sha256_of
@@ -204,3 +206,20 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except OSError:
         return "Z"
+
+
+@pytest.mark.parametrize(
+    ("on_gpu", "cores", "expected"), [(False, 2, 0), (False, 64, 0), (True, 2, 1), (True, 6, 5), (True, 64, 8)]
+)
+def test_default_decoding_workers(on_gpu, cores, expected):
+    # On the CPU the model's threads own every core (a decoding process slowed scoring in bench.score_speed);
+    # with a GPU, spare cores decode ahead of it.
+    assert default_workers(on_gpu, cores) == expected
+
+
+def test_a_default_cpu_run_decodes_in_the_main_process(images, tiny_weights, tmp_path, monkeypatch):
+    seen = []
+    real = cxr.scoring.run.local_batches
+    monkeypatch.setattr("cxr.scoring.run.local_batches", lambda *a, **kw: seen.append(kw["workers"]) or real(*a, **kw))
+    score(images[0].parent, "--out", tmp_path / "s.parquet", weights=tiny_weights)
+    assert seen == [0]

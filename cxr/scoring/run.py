@@ -12,7 +12,7 @@ from typing import Any
 from tqdm import tqdm
 
 from cxr.scoring.inputs import ScoreInput
-from cxr.scoring.local import local_batches
+from cxr.scoring.local import default_workers, local_batches
 from cxr.scoring.ray_engine import RayOptions, ray_batches
 from cxr.scoring.rows import score_schema
 from cxr.scoring.store import ScoreStore
@@ -74,12 +74,15 @@ def score(
     *,
     engine: str = "local",
     batch_size: int = 16,
-    workers: int = 2,
+    workers: int | None = None,
     cams: CamWriter | None = None,
     ray: RayOptions | None = None,
     progress: bool = True,
 ) -> ScoreSummary:
-    """Score ``items`` into ``out`` (resuming it), one atomic part per batch, then consolidate."""
+    """Score ``items`` into ``out`` (resuming it), one atomic part per batch, then consolidate.
+
+    ``workers``: decoding processes of the local engine (default :func:`cxr.scoring.local.default_workers`).
+    """
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}.")
     extra_columns = list(items[0].extra) if items else []
@@ -90,6 +93,8 @@ def score(
     start = time.perf_counter()
     batches: Iterator[tuple[int, list[dict]]]
     if engine == "local":
+        if workers is None:
+            workers = default_workers(served.predictor.device.type == "cuda")
         batches = local_batches(items, served, done, batch_size=batch_size, workers=workers, cams=cams)
     else:
         batches = ray_batches(items, served, done, ray or RayOptions(), batch_size=batch_size, cams=cams)
