@@ -4,8 +4,9 @@
 
 Starts ``app.py`` on 127.0.0.1 with the weights (``tests/live_server.running_app``, torch using every
 core), then times on one real 1024 px NIH PNG, one call at a time: ``Predictor.predict`` in this process,
-``/predict`` and ``/cam`` through gradio_client, and one overlay redraw (what a label switch costs). The
-ratio ``/predict`` p50 / in-process p50 is the number to watch.
+``/predict`` and ``/cam`` through gradio_client, ``/predict`` over plain HTTP (Gradio's REST API, as curl or
+the JS client call it), ``/model_info`` both ways (the floor each client adds to any call), and one overlay
+redraw (what a label switch costs). The ratio ``/predict`` p50 / in-process p50 is the number to watch.
 
 ``--profile`` runs the server with Gradio's own tracer (``GRADIO_PROFILING=1``) and splits a ``/predict``
 call into: upload, queue wait, preprocess (moving the upload into the cache), the function (split here,
@@ -16,6 +17,7 @@ the cache), the overlay's download, and the rest (event protocol, HTTP round tri
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import tempfile
@@ -49,6 +51,26 @@ def timed(fn: Callable[[], object], repeats: int) -> list[float]:
 
 def p50_ms(values: list[float], scale: float = 1000.0) -> float:
     return statistics.median(values) * scale
+
+
+def rest_call(http: httpx.Client, url: str, api_name: str, data: list, download: bool = False) -> None:
+    """One call through Gradio's REST API (``POST /gradio_api/call/NAME``, then its event stream), as curl, the
+    JS client or any HTTP client makes it; with ``download``, the first file in the answer is fetched too."""
+    base = f"{url}gradio_api/call/{api_name}"
+    event = http.post(base, json={"data": data}).raise_for_status().json()["event_id"]
+    stream = http.get(f"{base}/{event}").raise_for_status().text
+    if "event: complete" not in stream:
+        raise RuntimeError(f"{api_name} did not complete: {stream[:300]}")
+    if download:
+        answer = json.loads(stream.split("event: complete\ndata: ", 1)[1].splitlines()[0])
+        http.get(next(item["url"] for item in answer if isinstance(item, dict) and "url" in item)).raise_for_status()
+
+
+def rest_predict(http: httpx.Client, url: str, image: Path) -> None:
+    """Upload ``image``, call ``/predict`` and download the overlay, over plain HTTP."""
+    with image.open("rb") as f:
+        path = http.post(f"{url}gradio_api/upload", files={"files": f}).raise_for_status().json()[0]
+    rest_call(http, url, "predict", [{"path": path, "meta": {"_type": "gradio.FileData"}}], download=True)
 
 
 def profile_rows(url: str, file: dict, predictor: Predictor, repeats: int) -> list[tuple[str, float]]:
@@ -120,11 +142,16 @@ def main() -> None:
         client.predict(file, api_name="/predict")  # warm-up: first-call allocations on both sides
         prediction = predictor.predict(IMAGE)
         # Interleaved, so that a busy spell of the shared machine hits both sides alike.
-        local, remote, cam = [], [], []
+        http = httpx.Client(timeout=60)
+        rest_predict(http, app.url, IMAGE)  # warm-up
+        local, remote, cam, rest, info, rest_info = [], [], [], [], [], []
         for _ in range(args.repeats):
             local += timed(lambda: predictor.predict(IMAGE), 1)
             remote += timed(lambda: client.predict(file, api_name="/predict"), 1)
             cam += timed(lambda: client.predict(file, "Effusion", 0.5, api_name="/cam"), 1)
+            rest += timed(lambda: rest_predict(http, app.url, IMAGE), 1)
+            info += timed(lambda: client.predict(api_name="/model_info"), 1)
+            rest_info += timed(lambda: rest_call(http, app.url, "model_info", []), 1)
         redraw = timed(lambda: prediction.overlay("Effusion", 0.5), args.repeats)
         base = p50_ms(local)
         print(f"| what (p50 of {args.repeats}) | ms | × in-process predict |\n| --- | ---: | ---: |")
@@ -132,6 +159,9 @@ def main() -> None:
             ("in-process `Predictor.predict`", base),
             ("`/predict` through gradio_client", p50_ms(remote)),
             ("`/cam` through gradio_client", p50_ms(cam)),
+            ("`/predict` over HTTP (upload, call, event stream, overlay download)", p50_ms(rest)),
+            ("`/model_info` through gradio_client (the client's own floor)", p50_ms(info)),
+            ("`/model_info` over HTTP", p50_ms(rest_info)),
             ("in-process overlay redraw (label switch)", p50_ms(redraw)),
         ]:
             print(f"| {name} | {ms:.0f} | {ms / base:.2f} |", flush=True)
