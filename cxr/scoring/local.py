@@ -47,7 +47,7 @@ def default_workers(on_gpu: bool, cores: int | None = None) -> int:
     """Decoding processes when ``--workers`` is not given.
 
     On the CPU, none: the backend's threads already use every core, and a decoding process takes its share of
-    them (``bench.score_speed`` on 2 cores: 1 worker 0.72-0.84x the images/s of decoding in the main process).
+    them (``bench.score_speed`` on 2 cores: 1 worker gave 0.63-0.82x the images/s of decoding in the main process).
     On a GPU, one per spare core up to 8, so that decoding keeps up with the forward pass.
     """
     cores = cores or len(os.sched_getaffinity(0))
