@@ -23,19 +23,12 @@ from pathlib import Path
 import torch
 from gradio_client import Client, handle_file
 
+from bench.load import resident_mb
 from bench.predict_speed import _cpu_name
 from tests.live_server import running_app
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGE = ROOT / "examples" / "00000001_000.png"
-
-
-def resident_mib(pid: int) -> float:
-    """The process's resident memory (VmRSS), MiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for process {pid}")
 
 
 def one_start(weights: Path | None, tmp: Path, cache: Path, threads: int, backend: str) -> tuple[float, float, float]:
@@ -47,7 +40,7 @@ def one_start(weights: Path | None, tmp: Path, cache: Path, threads: int, backen
         client = Client(app.url, verbose=False, download_files=tmp / "downloads", analytics_enabled=False)
         client.predict(handle_file(str(IMAGE)), api_name="/predict")
         first = time.monotonic() - start
-        return page, first, resident_mib(app.pid)
+        return page, first, resident_mb(app.pid)
 
 
 def main() -> None:

@@ -51,6 +51,11 @@ def image_sets(count: int, folder: Path) -> dict[str, list[str]]:
     return {"shared NIH images, 512 px": shared, "NIH originals, 1024 px PNG": linked}
 
 
+def run_count(name: str, images: list[str]) -> int:
+    """How many of a set's images ``name`` runs over (the slow baseline, a share of them)."""
+    return len(images) // (BASELINE_SHARE if name == BASELINE else 1)
+
+
 def commands(weights: str, tmp: str) -> dict[str, Command]:
     base = [sys.executable, "-m", "cxr"]
     score = [*base, "score", "--weights", weights, "--no-progress"]
@@ -94,7 +99,7 @@ def main() -> None:
             for set_name, images in sets.items():
                 for half in (True, False):
                     for name, command in variants.items():
-                        count = len(images) // (BASELINE_SHARE if name == BASELINE else 1)
+                        count = run_count(name, images)
                         chosen = images[: count // 2] if half else images[:count]
                         argv = command(chosen, f"run-{next(runs)}.parquet")
                         seconds.setdefault((set_name, name, len(chosen)), []).append(wall_seconds(argv, env))
@@ -104,7 +109,7 @@ def main() -> None:
     for set_name, images in sets.items():
         rows = {}  # name -> (images run, start-up s, steady images/s)
         for name in variants:
-            whole = len(images) // (BASELINE_SHARE if name == BASELINE else 1)
+            whole = run_count(name, images)
             half = whole // 2
             t_half = statistics.median(seconds[(set_name, name, half)])
             rate = (whole - half) / (statistics.median(seconds[(set_name, name, whole)]) - t_half)
