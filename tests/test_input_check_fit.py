@@ -30,3 +30,54 @@ def test_input_check_command_fits_and_saves_a_check_the_folder_loads(tiny_weight
     assert config.replace(input_check={}) == before  # nothing else in config.json changed
     check = Predictor.from_pretrained(folder, device="cpu").predict(NIH_512[0]).input_check
     assert check.kind in KINDS and check.kind != UNCHECKED and 0 <= check.score <= 1
+
+
+def test_fold_units_keep_each_external_frontal_source_in_one_fold() -> None:
+    import numpy as np
+    from sklearn.model_selection import GroupKFold
+
+    from train.input_check.fit_checker import NIH_SOURCE, fold_units
+
+    rows = [  # (label, group, source)
+        *[("frontal", f"nih-{i}", NIH_SOURCE) for i in range(12)],
+        *[("frontal", f"ood-hannover-{i}", "Hannover") for i in range(4)],
+        *[("inverted", f"ood-hannover-{i}", "Hannover") for i in range(2)],
+        *[("frontal", f"ood-covidcx-{i}", "ieee8023") for i in range(3)],
+        ("lateral", "ood-covidcx-0", "ieee8023"),  # the same patient's lateral goes with its frontal
+        *[("lateral", f"ood-covidcx-{i}", "ieee8023") for i in range(10, 16)],
+        *[("not_medical", f"made-{i}", "made") for i in range(6)],
+    ]
+    labels, groups, sources = (np.array(column) for column in zip(*rows, strict=True))
+    units = fold_units({"label": labels, "group": groups, "source": sources})
+    assert set(units[sources == "Hannover"]) == {"frontal source: Hannover"}
+    assert set(units[groups == "ood-covidcx-0"]) == {"frontal source: ieee8023"}
+    assert list(units[labels == "not_medical"]) == [f"made-{i}" for i in range(6)]
+    assert list(units[sources == NIH_SOURCE]) == [f"nih-{i}" for i in range(12)]
+    assert set(units[(labels == "lateral") & (groups != "ood-covidcx-0")]) == {f"ood-covidcx-{i}" for i in range(10, 16)}
+    for _, test_rows in GroupKFold(n_splits=3).split(labels, labels, units):
+        for source in ("Hannover", "ieee8023"):
+            external = (sources == source) & (labels != "lateral")
+            assert external[test_rows].sum() in (0, external.sum())  # a source is answered whole or not at all
+
+
+def test_restyle_is_reproducible_keeps_the_grey_range_and_changes_the_picture() -> None:
+    import numpy as np
+
+    from train.input_check.samples import restyle
+
+    image = np.random.default_rng(1).random((96, 80)).astype(np.float32) * 0.6 + 0.2
+    first = [restyle(image, np.random.default_rng(seed)) for seed in range(12)]
+    again = [restyle(image, np.random.default_rng(seed)) for seed in range(12)]
+    assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
+    assert all(r.shape == image.shape and r.dtype == np.float32 and 0 <= r.min() <= r.max() <= 1 for r in first)
+    assert all(np.abs(r - image).mean() > 0.01 for r in first)
+    # some re-takes put a smaller subject on a plate: a whole border row or column of one grey level
+    assert any(len(np.unique(r[0])) == 1 or len(np.unique(r[:, 0])) == 1 for r in first)
+
+
+def test_goal_margin_is_the_worst_class_margin() -> None:
+    from train.input_check.fit_checker import goal_margin
+
+    rates = {"frontal": {"accepted": 0.97}, "inverted": {"named_right": 0.9}, "lateral": {"refused": 0.85},
+             "other_medical": {"refused": 0.99}, "not_medical": {"refused": 1.0}}  # fmt: skip
+    assert abs(goal_margin(rates) - (0.85 - 0.90)) < 1e-12

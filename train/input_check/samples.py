@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps
 
 from cxr.io import DICOM_SUFFIXES, Decoded, InvalidImageError, decode
 from train.input_check import negatives
@@ -225,3 +225,32 @@ def augment(image: np.ndarray, rng: np.random.Generator) -> Decoded:
     buffer = io.BytesIO()
     Image.fromarray((arr * 255).astype(np.uint8)).save(buffer, format="JPEG", quality=int(rng.integers(30, 95)))
     return decode(buffer.getvalue())
+
+
+def restyle(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The same picture as another site's equipment might deliver it, before :func:`augment` re-takes it.
+
+    Hospitals post-process radiographs differently (histogram equalisation, edge enhancement, a tight or a
+    wide window, noise) and frame them differently (a small patient on a large plate, collimated edges).
+    Every class is restyled alike, so the head learns these looks as no sign of any class.
+    """
+    pil = Image.fromarray((np.clip(image, 0, 1) * 255).astype(np.uint8))
+    look = int(rng.integers(4))
+    if look == 0:
+        pil = ImageOps.equalize(pil)
+    elif look == 1:
+        pil = pil.filter(ImageFilter.UnsharpMask(radius=float(rng.uniform(2, 12)), percent=int(rng.integers(80, 250))))
+    elif look == 2:
+        pil = ImageOps.autocontrast(pil, cutoff=float(rng.uniform(1, 8)))
+    else:
+        noisy = np.asarray(pil, np.float32) + rng.normal(0, rng.uniform(4, 14), (pil.height, pil.width))
+        pil = Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(1))
+    if rng.random() < 0.5:  # a smaller subject on a larger plate, the plate's ground dark or light
+        zoom = rng.uniform(0.6, 0.9)
+        small = pil.resize((max(8, int(pil.width * zoom)), max(8, int(pil.height * zoom))), Image.BILINEAR)
+        ground = int(rng.choice([0, 30, 200, 255]))
+        plate = Image.new("L", pil.size, ground)
+        plate.paste(small, (int(rng.integers(0, pil.width - small.width + 1)),
+                            int(rng.integers(0, pil.height - small.height + 1))))  # fmt: skip
+        pil = plate
+    return np.asarray(pil, dtype=np.float32) / 255.0
