@@ -53,7 +53,8 @@ def test_fold_units_keep_each_external_frontal_source_in_one_fold() -> None:
     assert set(units[groups == "ood-covidcx-0"]) == {"frontal source: ieee8023"}
     assert list(units[labels == "not_medical"]) == [f"made-{i}" for i in range(6)]
     assert list(units[sources == NIH_SOURCE]) == [f"nih-{i}" for i in range(12)]
-    assert set(units[(labels == "lateral") & (groups != "ood-covidcx-0")]) == {f"ood-covidcx-{i}" for i in range(10, 16)}
+    other_laterals = units[(labels == "lateral") & (groups != "ood-covidcx-0")]
+    assert set(other_laterals) == {f"ood-covidcx-{i}" for i in range(10, 16)}
     for _, test_rows in GroupKFold(n_splits=3).split(labels, labels, units):
         for source in ("Hannover", "ieee8023"):
             external = (sources == source) & (labels != "lateral")

@@ -240,7 +240,8 @@ def fold_units(data: dict[str, np.ndarray]) -> np.ndarray:
     """
     groups, sources = data["group"].astype(str), data["source"].astype(str)
     external = np.isin(data["label"], ("frontal", "inverted")) & (sources != NIH_SOURCE)
-    unit_of = {group: "frontal source: " + source for group, source in zip(groups[external], sources[external])}
+    pairs = zip(groups[external], sources[external], strict=True)
+    unit_of = {group: "frontal source: " + source for group, source in pairs}
     return np.array([unit_of.get(group, group) for group in groups])
 
 
