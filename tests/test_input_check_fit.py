@@ -82,3 +82,17 @@ def test_goal_margin_is_the_worst_class_margin() -> None:
     rates = {"frontal": {"accepted": 0.97}, "inverted": {"named_right": 0.9}, "lateral": {"refused": 0.85},
              "other_medical": {"refused": 0.99}, "not_medical": {"refused": 1.0}}  # fmt: skip
     assert abs(goal_margin(rates) - (0.85 - 0.90)) < 1e-12
+
+
+def test_design_rows_keep_originals_and_only_the_named_classes_restyled_re_takes() -> None:
+    import numpy as np
+
+    from train.input_check.fit_checker import FitOptions, design_rows
+
+    labels = np.array(["frontal", "frontal", "lateral", "lateral", "not_medical", "not_medical"])
+    restyled = np.array([False, True, False, True, False, True])
+    data = {"x": np.arange(6.0)[:, None], "label": labels, "restyled": restyled}
+    assert list(design_rows(data, FitOptions())["x"][:, 0]) == [0, 2, 4]
+    kept = design_rows(data, FitOptions(restyled_classes=("frontal", "lateral")))
+    assert list(kept["x"][:, 0]) == [0, 1, 2, 3, 4]
+    assert list(kept["label"]) == list(labels[:5])
