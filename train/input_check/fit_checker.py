@@ -378,6 +378,9 @@ def main(argv: list[str]) -> int:
         samples = _limited(samples, args.limit)
     training = [s for s in samples if not s.held_out]
     cache = dict(np.load(args.cache)) if args.cache and args.cache.exists() else None
+    if cache is not None and not set(COLUMNS) <= set(cache):  # written before a column existed: start afresh
+        log.warning("%s lacks columns %s: computing every descriptor again", args.cache, set(COLUMNS) - set(cache))
+        cache = None
     for start in range(0, len(training), CACHE_EVERY if args.cache else len(training)):
         # In parts, each written to the cache as it is done: a long extraction that stops loses one part.
         part = extract(predictor, training[start : start + CACHE_EVERY], COPIES, cache)
