@@ -28,7 +28,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
 from cxr.config import ConfigError, ModelConfig
-from cxr.input_check import CHECK_FILE, InputChecker, InputCheckError
+from cxr.input_check import CHECK_FILE, InputChecker, InputCheckError, OutdatedInputCheckError
 from cxr.model import CXRNet
 
 log = logging.getLogger(__name__)
@@ -107,7 +107,8 @@ def save_input_check(checker: InputChecker, folder: str | Path) -> Path:
 
 
 def load_input_check(folder: Path, config: ModelConfig) -> InputChecker | None:
-    """The input check config.json describes (SHA-256 checked), or None for weights without one."""
+    """The input check config.json describes (SHA-256 checked), or None for weights without one or with one fitted
+    on older descriptors (warned: the weights still answer, unchecked, and the check can be fitted again)."""
     if not config.input_check:
         return None
     path = folder / CHECK_FILE
@@ -119,6 +120,9 @@ def load_input_check(folder: Path, config: ModelConfig) -> InputChecker | None:
         )
     try:
         return InputChecker.load(folder, config.input_check)
+    except OutdatedInputCheckError as err:
+        log.warning("%s: %s Until then its answers are unchecked.", path, err)
+        return None
     except InputCheckError as err:
         raise WeightsError(f"{path}: {err}") from err
 
