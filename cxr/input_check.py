@@ -68,7 +68,8 @@ IMAGE_STATISTICS = 12  # length of image_statistics()
 THUMBNAIL = 64  # side of the square thumbnail layout() and gradient_histograms() read
 LAYOUT_GRID = 16  # layout(): block means on a 16 x 16 grid of the thumbnail
 HOG_CELL, HOG_BLOCK, HOG_BINS = 8, 2, 9  # gradient_histograms(): Dalal and Triggs' cells, blocks and bins
-# Bumped whenever descriptors() changes: a check fitted on other descriptors is refused with a clear message.
+# Bumped whenever descriptors() changes. A check fitted on other descriptors is not used: its folder loads and
+# answers unchecked, with a warning that names the command fitting it again (cxr.weights.load_input_check).
 DESCRIPTOR_VERSION = 2
 
 
