@@ -96,3 +96,25 @@ def test_design_rows_keep_originals_and_only_the_named_classes_restyled_re_takes
     kept = design_rows(data, FitOptions(restyled_classes=("frontal", "lateral")))
     assert list(kept["x"][:, 0]) == [0, 1, 2, 3, 4]
     assert list(kept["label"]) == list(labels[:5])
+
+
+def test_a_descriptor_cache_of_other_descriptors_is_computed_again(tmp_path: Path, caplog) -> None:
+    import logging
+
+    import numpy as np
+
+    from cxr.input_check import DESCRIPTOR_VERSION
+    from train.input_check.fit_checker import COLUMNS, read_cache
+
+    rows = {"x": np.zeros((2, 5), np.float32), **{c: np.array(["a", "b"]) for c in COLUMNS}}
+    current, older, narrower = tmp_path / "current.npz", tmp_path / "older.npz", tmp_path / "narrower.npz"
+    np.savez(current, descriptors=DESCRIPTOR_VERSION, **rows)
+    np.savez(older, **rows)  # written before the cache recorded a version: version 1
+    np.savez(narrower, descriptors=DESCRIPTOR_VERSION, **{k: v for k, v in rows.items() if k != "restyled"})
+    cache = read_cache(current)
+    assert set(cache) == {"x", *COLUMNS} and np.array_equal(cache["x"], rows["x"])
+    assert read_cache(tmp_path / "absent.npz") is None and not caplog.records
+    with caplog.at_level(logging.WARNING, logger="train.input_check.fit_checker"):
+        assert read_cache(older) is None and read_cache(narrower) is None
+    assert len(caplog.records) == 2 and "(version 1," in caplog.records[0].getMessage()
+    assert "computing every descriptor again" in caplog.records[1].getMessage()

@@ -28,7 +28,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import balanced_accuracy_score
 from sklearn.model_selection import GroupKFold
 
-from cxr.input_check import InputChecker, descriptors
+from cxr.input_check import DESCRIPTOR_VERSION, InputChecker, descriptors
 from cxr.io import InvalidImageError
 from cxr.predictor import Predictor
 from cxr.preprocess import preprocess
@@ -377,10 +377,7 @@ def main(argv: list[str]) -> int:
     if args.limit:
         samples = _limited(samples, args.limit)
     training = [s for s in samples if not s.held_out]
-    cache = dict(np.load(args.cache)) if args.cache and args.cache.exists() else None
-    if cache is not None and not set(COLUMNS) <= set(cache):  # written before a column existed: start afresh
-        log.warning("%s lacks columns %s: computing every descriptor again", args.cache, set(COLUMNS) - set(cache))
-        cache = None
+    cache = read_cache(args.cache) if args.cache else None
     options = FitOptions()
     # A restyled re-take costs a forward pass of its own: made only for the comparison (and the cache filled for
     # it) or for a design fitted on them.
@@ -390,7 +387,7 @@ def main(argv: list[str]) -> int:
         part = extract(predictor, training[start : start + CACHE_EVERY], COPIES, cache, restyled)
         cache = part if cache is None else _merge(cache, part)
         if args.cache:
-            np.savez(args.cache, **cache)
+            np.savez(args.cache, descriptors=DESCRIPTOR_VERSION, **cache)
     data = extract(predictor, training, COPIES, cache, restyled)  # every row from the cache, in the samples' order
     if args.extract_only:
         return 0
@@ -414,6 +411,21 @@ def main(argv: list[str]) -> int:
     save_input_check(checker, args.weights)
     print(json.dumps(held, indent=2))
     return 0
+
+
+def read_cache(path: Path) -> dict[str, np.ndarray] | None:
+    """The descriptor cache at ``path``, or None (with a warning: every descriptor is computed again) when there is
+    none, or it was written before a column existed or by another version of :func:`cxr.input_check.descriptors`."""
+    if not path.exists():
+        return None
+    cache = dict(np.load(path))
+    version = int(cache.pop("descriptors", 1))
+    if not set(COLUMNS) <= set(cache) or version != DESCRIPTOR_VERSION:
+        log.warning("%s holds other descriptors (version %d, columns %s) than this cxr computes (version %d, "
+                    "columns %s): computing every descriptor again", path, version, sorted(set(cache) - {"x"}),
+                    DESCRIPTOR_VERSION, list(COLUMNS))  # fmt: skip
+        return None
+    return cache
 
 
 def _limited(samples: list[Sample], limit: int) -> list[Sample]:
