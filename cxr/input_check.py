@@ -135,10 +135,9 @@ def gradient_histograms(thumb: np.ndarray) -> np.ndarray:
     cell_of = (np.arange(THUMBNAIL) // HOG_CELL)[:, None] * cells + np.arange(THUMBNAIL) // HOG_CELL
     histogram = np.bincount((cell_of * HOG_BINS + bins).ravel(), magnitude.ravel(), cells * cells * HOG_BINS)
     histogram = histogram.reshape(cells, cells, HOG_BINS) / HOG_CELL**2
-    span = cells - HOG_BLOCK + 1
-    blocks = np.stack([np.stack([histogram[r : r + HOG_BLOCK, c : c + HOG_BLOCK] for c in range(span)])
-                       for r in range(span)])  # fmt: skip
-    blocks = blocks.reshape(span, span, -1)
+    # (span, span, bins, 2, 2) windows of 2 x 2 cells, one per cell step, flattened cell by cell as skimage orders them
+    windows = np.lib.stride_tricks.sliding_window_view(histogram, (HOG_BLOCK, HOG_BLOCK), axis=(0, 1))
+    blocks = windows.transpose(0, 1, 3, 4, 2).reshape(windows.shape[0], windows.shape[1], -1)
     eps = 1e-5
     blocks = np.minimum(blocks / np.sqrt((blocks**2).sum(-1, keepdims=True) + eps**2), 0.2)  # L2-Hys: clip at 0.2
     blocks = blocks / np.sqrt((blocks**2).sum(-1, keepdims=True) + eps**2)

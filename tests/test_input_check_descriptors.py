@@ -61,7 +61,8 @@ def test_layout_measures_left_right_asymmetry() -> None:
 
 
 def test_a_check_fitted_on_older_descriptors_is_refused_by_name(tmp_path: Path, caplog) -> None:
-    settings = json.loads((STARTER / "config.json").read_text())["input_check"]
+    config = json.loads((STARTER / "config.json").read_text())
+    settings = config["input_check"]
     assert settings["descriptors"] == DESCRIPTOR_VERSION
     assert InputChecker.load(STARTER, settings).tensors["center"].shape[0] == 3 * 1024 + len(image_descriptors(
         decode(NIH_512[0]).image))  # fmt: skip
@@ -71,7 +72,6 @@ def test_a_check_fitted_on_older_descriptors_is_refused_by_name(tmp_path: Path, 
         InputChecker.load(tmp_path, old)
     # The folder still loads and answers, unchecked, so `python -m train input-check` can fit it again.
     shutil.copy(STARTER / "model.safetensors", tmp_path)
-    config = json.loads((STARTER / "config.json").read_text())
     (tmp_path / "config.json").write_text(json.dumps({**config, "input_check": old}))
     with caplog.at_level(logging.WARNING, logger="cxr.weights"):
         prediction = Predictor.from_pretrained(tmp_path, device="cpu").predict(NIH_512[0])
